@@ -1,0 +1,73 @@
+//! `cairn rollback`, `cairn pin`/`unpin`, `cairn cleanup`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Context;
+use crate::deploy::describe;
+
+/// Arguments of `cairn rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Reboot (`systemctl reboot`) afterwards.
+    #[arg(long)]
+    pub reboot: bool,
+}
+
+/// Arguments of `cairn pin` and `cairn unpin`.
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The deployment's index as `cairn status` shows it (0 boots next).
+    #[arg(value_name = "INDEX")]
+    pub index: usize,
+}
+
+/// Arguments of `cairn cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {}
+
+pub(super) fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<ExitCode> {
+    let o = crate::rollback::rollback(&ctx.host, ctx.wait)?;
+    println!(
+        "Rolled back: {} boots next (was {})",
+        o.to.describe(),
+        o.from.describe()
+    );
+    if args.reboot {
+        crate::deploy::reboot(&ctx.host)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn pin(ctx: &Context, args: &PinArgs, pinned: bool) -> Result<ExitCode> {
+    let d = crate::cleanup::set_pinned(&ctx.host, args.index, pinned, ctx.wait)?;
+    println!(
+        "Deployment {} ({}) is {}",
+        d.index,
+        describe(d.version.as_deref(), &d.commit),
+        if d.pinned { "pinned" } else { "not pinned" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn cleanup(ctx: &Context, _args: &CleanupArgs) -> Result<ExitCode> {
+    let o = crate::cleanup::cleanup(&ctx.host, ctx.wait)?;
+    if o.removed.is_empty() {
+        println!("No deployment to remove.");
+    }
+    for d in &o.removed {
+        println!(
+            "Removed deployment {} ({})",
+            d.index,
+            describe(d.version.as_deref(), &d.commit)
+        );
+    }
+    println!(
+        "Pruned {} objects, {}",
+        o.objects_pruned,
+        crate::progress::human_bytes(o.bytes_freed)
+    );
+    Ok(ExitCode::SUCCESS)
+}

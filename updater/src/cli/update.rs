@@ -1,0 +1,86 @@
+//! `cairn upgrade`, `cairn deploy`, `cairn rebase`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Context;
+use crate::deploy::{self, Outcome};
+
+/// Arguments of `cairn upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Reboot (`systemctl reboot`) after a new deployment was staged.
+    #[arg(long)]
+    pub reboot: bool,
+}
+
+/// Arguments of `cairn deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// A version (e.g. 2026.11.3) or commit checksum (or a unique prefix of 8+ characters)
+    /// on the followed ref's history.
+    #[arg(value_name = "VERSION|COMMIT")]
+    pub revision: String,
+    /// Reboot (`systemctl reboot`) after a new deployment was staged.
+    #[arg(long)]
+    pub reboot: bool,
+}
+
+/// Arguments of `cairn rebase`.
+#[derive(Debug, Args)]
+pub struct RebaseArgs {
+    /// The ref to follow: `REMOTE:REF`, `REF` (same remote) or a stream name such as
+    /// `testing` (same OS, suite and architecture).
+    #[arg(value_name = "REF")]
+    pub target: String,
+    /// Reboot (`systemctl reboot`) after a new deployment was staged.
+    #[arg(long)]
+    pub reboot: bool,
+}
+
+pub(super) fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<ExitCode> {
+    let outcome = deploy::upgrade(&ctx.host, &ctx.config, ctx.wait)?;
+    finish(ctx, &outcome, args.reboot)
+}
+
+pub(super) fn deploy(ctx: &Context, args: &DeployArgs) -> Result<ExitCode> {
+    let outcome = deploy::deploy_revision(&ctx.host, &ctx.config, &args.revision, ctx.wait)?;
+    finish(ctx, &outcome, args.reboot)
+}
+
+pub(super) fn rebase(ctx: &Context, args: &RebaseArgs) -> Result<ExitCode> {
+    let outcome = deploy::rebase(&ctx.host, &ctx.config, &args.target, ctx.wait)?;
+    finish(ctx, &outcome, args.reboot)
+}
+
+fn finish(ctx: &Context, outcome: &Outcome, reboot: bool) -> Result<ExitCode> {
+    match outcome {
+        Outcome::Unchanged { current, refspec } => {
+            println!(
+                "Already at {} ({refspec}): it boots next; nothing to do",
+                current.describe()
+            );
+        }
+        Outcome::Deployed {
+            from,
+            to,
+            refspec,
+            mode,
+        } => {
+            println!(
+                "{} -> {} ({refspec}): {}",
+                from.as_ref().map_or("nothing".into(), |f| f.describe()),
+                to.describe(),
+                deploy::mode_word(*mode)
+            );
+            if reboot {
+                deploy::reboot(&ctx.host)?;
+            } else if ctx.host.is_booted() {
+                println!("Reboot to use it (`systemctl reboot`).");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,25 @@
+//! `cairn`, the on-host agent and admin CLI of Cairn: it follows an OS ref on an OSTree remote,
+//! stages new deployments, rolls back, pins and cleans up, and keeps the GRUB menu in step.
+//!
+//! Layout: [`cli`] parses arguments and prints; the domain modules do the work.
+//! [`sysroot`] is the only module that holds libostree deployments and converts them into plain
+//! [`sysroot::DeploymentInfo`] values; [`pull`] talks to remotes; [`deploy`], [`check`],
+//! [`rollback`], [`cleanup`] and [`kargs`] are the operations; [`status`] assembles what
+//! `cairn status` shows.
+
+pub mod check;
+pub mod cleanup;
+pub mod cli;
+pub mod config;
+pub mod deploy;
+pub mod exit;
+pub mod grub;
+pub mod kargs;
+pub mod logging;
+pub mod progress;
+pub mod pull;
+pub mod rollback;
+pub mod source;
+pub mod state;
+pub mod status;
+pub mod sysroot;

@@ -1,0 +1,155 @@
+//! Fetching from the remote into the sysroot's repository.
+//!
+//! Two kinds of pull: *commit metadata only* (`OSTREE_REPO_PULL_FLAGS_COMMIT_ONLY`: the commit
+//! objects, no tree; used by `check` and to look up versions in a ref's history) and the
+//! *full tree* of one commit (with a progress display). A full pull names the commit checksum
+//! that a metadata pull resolved, so what is deployed is what was checked, even if the remote
+//! ref moves in between.
+//!
+//! libostree writes objects through a transaction in the repository's staging directory; a
+//! pull killed at any point leaves no ref pointing at an incomplete commit and no corrupt
+//! object (`ostree fsck` stays clean), and the next pull resumes from what arrived.
+
+use anyhow::{bail, Context, Result};
+use cairn_release::glib::{self, prelude::*};
+use cairn_release::metadata::CommitInfo;
+use cairn_release::{gio, history, ostree};
+use fn_error_context::context;
+
+use crate::progress::PullProgress;
+use crate::source::Source;
+use crate::sysroot::Host;
+
+/// The URL a source is fetched from, for messages.
+pub fn url_of(host: &Host, source: &Source) -> Result<String> {
+    if let Some(url) = &source.url_override {
+        return Ok(url.clone());
+    }
+    host.repo()
+        .remote_get_url(&source.remote)
+        .map(|u| u.to_string())
+        .with_context(|| {
+            format!(
+                "remote {:?} is not configured in {}/ostree/repo (see `ostree remote list`)",
+                source.remote,
+                host.path().display()
+            )
+        })
+}
+
+fn options(
+    source: &Source,
+    refs: &[&str],
+    flags: ostree::RepoPullFlags,
+    depth: i32,
+) -> glib::Variant {
+    let dict = glib::VariantDict::new(None);
+    dict.insert_value("refs", &refs.to_variant());
+    dict.insert_value("flags", &(flags.bits() as i32).to_variant());
+    dict.insert_value("depth", &depth.to_variant());
+    if let Some(url) = &source.url_override {
+        dict.insert_value("override-url", &url.to_variant());
+    }
+    dict.end()
+}
+
+/// Fetches the commit object at the tip of `source`'s ref (and, with `depth` -1, every
+/// ancestor; with `depth` N, N ancestors), without trees. Returns the tip.
+#[context("Fetching commit metadata of {source}")]
+pub fn fetch_commit_metadata(host: &Host, source: &Source, depth: i32) -> Result<CommitInfo> {
+    let url = url_of(host, source)?;
+    let repo = host.repo();
+    repo.pull_with_options(
+        &source.remote,
+        &options(
+            source,
+            &[&source.ref_],
+            ostree::RepoPullFlags::COMMIT_ONLY,
+            depth,
+        ),
+        None,
+        gio::Cancellable::NONE,
+    )
+    .map_err(|e| explain(e, source, &url))?;
+    let commit = history::resolve(&repo, &source.refspec())?
+        .with_context(|| format!("the remote sent no commit for {}", source.ref_))?;
+    CommitInfo::load(&repo, &commit)
+}
+
+/// Fetches the full tree of `commit` from `source`'s remote, showing progress.
+#[context("Fetching commit {commit} of {source}")]
+pub fn fetch_tree(host: &Host, source: &Source, commit: &str) -> Result<()> {
+    let url = url_of(host, source)?;
+    let repo = host.repo();
+    log::info!("fetching {commit} ({source}) from {url}");
+    let progress = PullProgress::new(&source.refspec());
+    let result = repo.pull_with_options(
+        &source.remote,
+        &options(source, &[commit], ostree::RepoPullFlags::NONE, 0),
+        Some(progress.ostree()),
+        gio::Cancellable::NONE,
+    );
+    let counters = progress.finish();
+    result.map_err(|e| explain(e, source, &url))?;
+    log::info!(
+        "fetched {commit}: {} objects, {} bytes",
+        counters.fetched,
+        counters.bytes
+    );
+    Ok(())
+}
+
+/// Finds `rev` — a version, a commit checksum (or unique prefix), on `source`'s ref history —
+/// fetching the whole history's commit metadata first.
+#[context("Looking up {rev:?} on {source}")]
+pub fn find_on_history(host: &Host, source: &Source, rev: &str) -> Result<CommitInfo> {
+    fetch_commit_metadata(host, source, -1)?;
+    let repo = host.repo();
+    let hist = history::ref_history(&repo, &source.refspec())?;
+    if let Some(found) = hist
+        .iter()
+        .find(|c| c.version.as_deref() == Some(rev) || c.commit == rev)
+    {
+        return Ok(found.clone());
+    }
+    if rev.len() >= 8 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let matches: Vec<_> = hist.iter().filter(|c| c.commit.starts_with(rev)).collect();
+        match matches.as_slice() {
+            [one] => return Ok((*one).clone()),
+            [] => {}
+            _ => bail!("commit prefix {rev} is ambiguous on {source}"),
+        }
+    }
+    let known: Vec<&str> = hist.iter().filter_map(|c| c.version.as_deref()).collect();
+    bail!(
+        "{rev:?} is neither a version nor a commit on {source} (versions there, newest first: {})",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+/// Turns a libostree pull error into one that names what was fetched and from where.
+fn explain(e: glib::Error, source: &Source, url: &str) -> anyhow::Error {
+    let msg = e.message().to_string();
+    let hint = if msg.contains("404") || msg.contains("No such branch") || msg.contains("not found")
+    {
+        format!("; does ref {} exist on the remote?", source.ref_)
+    } else if msg.contains("Couldn't connect")
+        || msg.contains("Connection refused")
+        || msg.contains("resolve host")
+    {
+        "; is the server reachable?".to_string()
+    } else if msg.contains("GVariant")
+        || msg.contains("Corrupted")
+        || msg.contains("checksum")
+        || msg.contains("Invalid")
+    {
+        "; the server sent data that is not a valid OSTree repository".to_string()
+    } else {
+        String::new()
+    };
+    anyhow::anyhow!("pull from {url} failed: {msg}{hint}")
+}

@@ -1,0 +1,81 @@
+//! State cairn keeps on the host: the result of the last `cairn check`, in
+//! `/var/lib/cairn/last-check.json` (the stateroot's `var` for `--sysroot`), so that
+//! `cairn status` can say whether something newer is known without asking the remote.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use fn_error_context::context;
+use serde::{Deserialize, Serialize};
+
+/// File name under `<var>/lib/cairn/`.
+pub const LAST_CHECK: &str = "last-check.json";
+
+/// What the last `cairn check` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastCheck {
+    /// When the check ran, seconds since the epoch.
+    pub checked_at: u64,
+    /// `remote:ref` that was checked.
+    pub refspec: String,
+    /// The commit the remote ref pointed to.
+    pub commit: String,
+    /// Its version.
+    pub version: Option<String>,
+    /// Its commit time.
+    pub timestamp: u64,
+    /// Whether it was newer than the host's default deployment.
+    pub update_available: bool,
+}
+
+/// The state directory under a host's `/var`.
+pub fn dir(var: &Path) -> PathBuf {
+    var.join("lib/cairn")
+}
+
+/// The last check, if one was recorded and is readable (a damaged file is ignored).
+pub fn load_last_check(var: &Path) -> Option<LastCheck> {
+    let path = dir(var).join(LAST_CHECK);
+    let text = std::fs::read_to_string(&path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("ignoring {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Records `check` atomically (write a temporary file, then rename).
+#[context("Recording the check result under {}", var.display())]
+pub fn save_last_check(var: &Path, check: &LastCheck) -> Result<()> {
+    let dir = dir(var);
+    std::fs::create_dir_all(&dir).with_context(|| format!("Creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{LAST_CHECK}.tmp"));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("Creating {}", tmp.display()))?;
+    serde_json::to_writer_pretty(&mut f, check).context("Serialising")?;
+    f.write_all(b"\n")
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("Writing {}", tmp.display()))?;
+    let path = dir.join(LAST_CHECK);
+    std::fs::rename(&tmp, &path).with_context(|| format!("Renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Seconds since the epoch, now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Seconds since the epoch as ISO 8601 UTC (or the number if it cannot be formatted).
+pub fn format_time(ts: u64) -> String {
+    i64::try_from(ts)
+        .ok()
+        .and_then(|t| cairn_release::glib::DateTime::from_unix_utc(t).ok())
+        .and_then(|d| d.format("%Y-%m-%dT%H:%M:%SZ").ok())
+        .map_or_else(|| ts.to_string(), |s| s.to_string())
+}
