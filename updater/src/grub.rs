@@ -54,13 +54,22 @@ pub fn configure(host: &Host, config: &Config) -> Option<PathBuf> {
             Some(path)
         }
         _ => {
-            if uses_grub(host) {
-                log::warn!(
-                    "GRUB menu generator {} not found in the tree; libostree will fall back to grub-mkconfig",
-                    wanted.display()
-                );
-            }
+            log::debug!(
+                "GRUB menu generator {} not found in the tree",
+                wanted.display()
+            );
             None
         }
+    }
+}
+
+/// Warns before a write if the sysroot uses GRUB but no generator is set: libostree would then
+/// run `grub-mkconfig` (chrooted into the new deployment on a non-booted sysroot).
+pub fn warn_if_unset(host: &Host) {
+    if uses_grub(host) && std::env::var_os(ENV).is_none() {
+        log::warn!(
+            "no GRUB menu generator ({GENERATOR} is not in the tree and {ENV} is unset); \
+             libostree will fall back to grub-mkconfig"
+        );
     }
 }

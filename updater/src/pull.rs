@@ -134,22 +134,35 @@ pub fn find_on_history(host: &Host, source: &Source, rev: &str) -> Result<Commit
 /// Turns a libostree pull error into one that names what was fetched and from where.
 fn explain(e: glib::Error, source: &Source, url: &str) -> anyhow::Error {
     let msg = e.message().to_string();
-    let hint = if msg.contains("404") || msg.contains("No such branch") || msg.contains("not found")
-    {
-        format!("; does ref {} exist on the remote?", source.ref_)
-    } else if msg.contains("Couldn't connect")
-        || msg.contains("Connection refused")
-        || msg.contains("resolve host")
-    {
-        "; is the server reachable?".to_string()
-    } else if msg.contains("GVariant")
-        || msg.contains("Corrupted")
-        || msg.contains("checksum")
-        || msg.contains("Invalid")
-    {
-        "; the server sent data that is not a valid OSTree repository".to_string()
+    let missing = ["404", "No such branch", "not found"];
+    let unreachable = [
+        "Couldn't connect",
+        "Connection refused",
+        "resolve host",
+        "Timeout",
+    ];
+    let garbage = [
+        "GVariant",
+        "Corrupted",
+        "checksum",
+        "Invalid",
+        "Bad",
+        "parse",
+        "normal form",
+    ];
+    if missing.iter().any(|m| msg.contains(m)) {
+        anyhow::anyhow!(
+            "ref {} does not exist on remote {} ({url}): {msg}",
+            source.ref_,
+            source.remote
+        )
+    } else if unreachable.iter().any(|m| msg.contains(m)) {
+        anyhow::anyhow!("pull from {url} failed: {msg}; is the server reachable?")
+    } else if garbage.iter().any(|m| msg.contains(m)) {
+        anyhow::anyhow!(
+            "pull from {url} failed: {msg}; the server does not look like a valid OSTree repository"
+        )
     } else {
-        String::new()
-    };
-    anyhow::anyhow!("pull from {url} failed: {msg}{hint}")
+        anyhow::anyhow!("pull from {url} failed: {msg}")
+    }
 }

@@ -299,6 +299,7 @@ impl Host {
         refspec: &str,
         kargs: &Kargs,
     ) -> Result<DeployMode> {
+        crate::grub::warn_if_unset(self);
         let origin = self.sysroot.origin_new_from_refspec(refspec);
         let merge = self.merge_raw();
         let argv: Vec<&str> = match kargs {
@@ -353,6 +354,7 @@ impl Host {
     /// Deployments left out are removed (unless libostree keeps the booted one).
     #[context("Writing the deployment list")]
     pub fn write_order(&self, _lock: &SysrootLock<'_>, order: &[usize]) -> Result<()> {
+        crate::grub::warn_if_unset(self);
         let all = self.sysroot.deployments();
         let list = order
             .iter()
@@ -387,6 +389,7 @@ impl Host {
         index: usize,
         kargs: &[String],
     ) -> Result<()> {
+        crate::grub::warn_if_unset(self);
         let d = self.raw(index)?;
         let argv: Vec<&str> = kargs.iter().map(String::as_str).collect();
         self.sysroot

@@ -1,0 +1,381 @@
+//! Test fixture: a served OSTree archive repository with tiny synthetic Cairn trees, and a
+//! temp sysroot deployed from it the way an image build does (`ostree admin deploy` with the
+//! GRUB generator). Each fixture has its own temp dir and HTTP server, so tests run in
+//! parallel. Root is required (deploying sets ownership); without it the fixture fails loudly.
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_release::metadata;
+use serde_json::Value;
+
+pub const STABLE: &str = "cairn/bookworm/x86_64/stable";
+pub const TESTING: &str = "cairn/bookworm/x86_64/testing";
+pub const OS: &str = "cairn";
+pub const KVER: &str = "6.1.0-test";
+
+/// `2026.11.N`.
+pub fn version(n: u32) -> String {
+    format!("2026.11.{n}")
+}
+
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+fn test_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+pub fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap();
+    assert_eq!(
+        uid, "0",
+        "cairn's integration tests deploy into a temp sysroot and need root (run as root, as CI does)"
+    );
+}
+
+/// Runs a command, panics with its output if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An HTTP server child process; killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start(dir: &Path, log: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new("python3")
+            .arg(test_data("server.py"))
+            .arg(dir)
+            .arg("--log")
+            .arg(log)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting python3 test server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("server printed its port");
+        Server {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/repo", self.port)
+    }
+
+    /// How many requests for objects the server has seen.
+    pub fn object_requests(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("/objects/"))
+            .count()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    /// The served archive repository.
+    pub srv: PathBuf,
+    pub sysroot: PathBuf,
+    pub server: Server,
+}
+
+impl Fixture {
+    /// Publishes 2026.11.0 on stable and deploys it into a fresh sysroot.
+    pub fn new() -> Self {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-test-")
+            .tempdir()
+            .unwrap();
+        let srv = dir.path().join("www/repo");
+        std::fs::create_dir_all(&srv).unwrap();
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", srv.display()))
+            .args(["init", "--mode=archive"]));
+        let server = Server::start(&dir.path().join("www"), &dir.path().join("server.log"), &[]);
+        let sysroot = dir.path().join("sysroot");
+        let fx = Fixture {
+            srv,
+            sysroot,
+            server,
+            dir,
+        };
+        fx.publish(STABLE, 0, 0);
+        let s = &fx.sysroot;
+        std::fs::create_dir_all(s).unwrap();
+        run(Command::new("ostree").args(["admin", "init-fs"]).arg(s));
+        run(Command::new("ostree")
+            .args(["admin", "os-init", OS])
+            .arg(format!("--sysroot={}", s.display())));
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", fx.repo().display()))
+            .args(["remote", "add", "--no-gpg-verify", "origin"])
+            .arg(fx.server.url()));
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", fx.repo().display()))
+            .args(["pull", "origin", STABLE]));
+        std::fs::create_dir_all(s.join("boot/grub")).unwrap();
+        std::fs::copy(data("grub.cfg"), s.join("boot/grub/grub.cfg")).unwrap();
+        run(Command::new("ostree")
+            .env("OSTREE_GRUB2_EXEC", data("grub-menu"))
+            .args(["admin", "deploy", "--os", OS])
+            .arg(format!("--sysroot={}", s.display()))
+            .args(["--karg=root=LABEL=cairn-root", "--karg=quiet"])
+            .arg(format!("origin:{STABLE}")));
+        fx
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.sysroot.join("ostree/repo")
+    }
+
+    /// Commits version `n` onto `ref_` in the served repository, with `extra_files` filler
+    /// files (for a pull that takes many requests). Returns the commit.
+    pub fn publish(&self, ref_: &str, n: u32, extra_files: usize) -> String {
+        let tree = self.dir.path().join(format!("tree-{n}"));
+        let _ = std::fs::remove_dir_all(&tree);
+        let w = |rel: &str, content: &str| {
+            let p = tree.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        };
+        let v = version(n);
+        w(&format!("usr/lib/modules/{KVER}/vmlinuz"), "not a kernel\n");
+        w(
+            &format!("usr/lib/modules/{KVER}/initramfs.img"),
+            "not an initramfs\n",
+        );
+        let os_release =
+            format!("NAME=Cairn\nID=cairn\nPRETTY_NAME=\"Cairn test\"\nVERSION_ID={v}\n");
+        w("usr/lib/os-release", &os_release);
+        w("usr/etc/os-release", &os_release);
+        w("usr/etc/hostname", "cairn-test\n");
+        w("usr/etc/cairn-release", &format!("{v}\n"));
+        w("usr/bin/something", &format!("#!/bin/sh\necho {v}\n"));
+        for i in 0..extra_files {
+            w(
+                &format!("usr/share/filler/{i:04}"),
+                &format!("{v} filler {i}\n"),
+            );
+        }
+        let commit = run(Command::new("ostree")
+            .arg(format!("--repo={}", self.srv.display()))
+            .arg("commit")
+            .arg(format!("--branch={ref_}"))
+            .arg(format!("--add-metadata-string={}={v}", metadata::VERSION))
+            .arg(format!("--add-metadata-string={}={KVER}", metadata::LINUX))
+            .arg(format!("--add-metadata={}=true", metadata::BOOTABLE))
+            .arg(format!("--tree=dir={}", tree.display()))
+            .arg(format!("--subject=Cairn {v}")));
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.srv.display()))
+            .args(["summary", "-u"]));
+        commit.trim().to_string()
+    }
+
+    /// Points `ref_` of the served repository at `commit` (a server-side rollback).
+    pub fn reset_ref(&self, ref_: &str, commit: &str) {
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.srv.display()))
+            .args(["reset", ref_, commit]));
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.srv.display()))
+            .args(["summary", "-u"]));
+    }
+
+    /// A `cairn` command against this sysroot, using the repository's GRUB generator.
+    pub fn cairn_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.arg("--sysroot")
+            .arg(&self.sysroot)
+            .args(args)
+            .env("OSTREE_GRUB2_EXEC", data("grub-menu"))
+            .env_remove("JOURNAL_STREAM");
+        cmd
+    }
+
+    pub fn cairn(&self, args: &[&str]) -> Output {
+        self.cairn_cmd(args).output().unwrap()
+    }
+
+    /// Runs cairn, asserts success, returns stdout.
+    pub fn cairn_ok(&self, args: &[&str]) -> String {
+        let out = self.cairn(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs cairn, asserts it fails with `code`, returns stderr.
+    pub fn cairn_fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.cairn(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "cairn {args:?}: expected exit {code}\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        stderr
+    }
+
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.cairn_ok(&["status", "--json"])).unwrap()
+    }
+
+    /// Versions of the deployments, in order (index 0 boots next).
+    pub fn order(&self) -> Vec<String> {
+        self.status()["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["version"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// (commit, serial) of every deployment, in order.
+    pub fn deployment_ids(&self) -> Vec<(String, i64)> {
+        self.status()["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["commit"].as_str().unwrap().to_string(),
+                    d["serial"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The menu GRUB reads (through the `loader` symlink).
+    pub fn grub_menu(&self) -> String {
+        std::fs::read_to_string(self.sysroot.join("boot/loader/grub.cfg")).unwrap()
+    }
+
+    /// Title and `linux` line of the menu's default entry; checks `set default=0`, no
+    /// `load_video`, and one entry per deployment.
+    pub fn grub_default(&self) -> (String, String) {
+        let menu = self.grub_menu();
+        assert!(menu.contains("set default=0"), "{menu}");
+        assert!(!menu.contains("load_video"), "{menu}");
+        let entries = menu.matches("menuentry ").count();
+        assert_eq!(entries, self.order().len(), "{menu}");
+        let title = menu
+            .lines()
+            .find_map(|l| l.strip_prefix("menuentry '"))
+            .and_then(|l| l.split('\'').next())
+            .unwrap_or_else(|| panic!("no menuentry in {menu}"))
+            .to_string();
+        let linux = menu
+            .lines()
+            .find(|l| l.trim_start().starts_with("linux "))
+            .unwrap()
+            .trim()
+            .to_string();
+        (title, linux)
+    }
+
+    /// Asserts the menu's default entry is version `n` and that it points at a kernel that
+    /// exists under /boot.
+    pub fn assert_boots(&self, n: u32) {
+        let (title, linux) = self.grub_default();
+        assert!(
+            title.contains(&format!("{} (ostree:0)", version(n))),
+            "default GRUB entry {title:?} is not version {}",
+            version(n)
+        );
+        let kernel = linux.split_whitespace().nth(1).unwrap();
+        assert!(
+            self.sysroot
+                .join("boot")
+                .join(kernel.trim_start_matches('/'))
+                .exists(),
+            "{kernel} missing under /boot"
+        );
+        assert_eq!(self.order()[0], version(n));
+    }
+
+    /// The checkout directory of deployment `index`.
+    pub fn deployment_dir(&self, index: usize) -> PathBuf {
+        PathBuf::from(
+            self.status()["deployments"][index]["path"]
+                .as_str()
+                .unwrap(),
+        )
+    }
+
+    pub fn fsck(&self) {
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.repo().display()))
+            .arg("fsck"));
+    }
+
+    /// Writes /etc/cairn/config.toml into the default deployment.
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let p = self.dir.path().join("config.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// Waits until `cond` holds, up to `secs` seconds.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a process group with SIGKILL.
+pub fn kill_group(pid: u32) {
+    run(Command::new("kill").args(["-9", "--", &format!("-{pid}")]));
+}
