@@ -357,8 +357,12 @@ fn killed_mid_pull_leaves_the_host_intact() {
     assert_eq!(fx.grub_menu(), menu);
     fx.assert_boots(0);
     fx.fsck();
-    // The next upgrade completes (from the fast server).
+    // The next upgrade completes (from the fast server), reusing the objects that arrived.
+    let cut = slow.object_requests();
+    let setup = fx.server.object_requests();
     fx.cairn_ok(&["upgrade"]);
+    let resumed = fx.server.object_requests() - setup;
+    eprintln!("killed after {cut} object requests; the resumed pull made {resumed}");
     fx.assert_boots(1);
     assert_eq!(fx.order(), ["2026.11.1", "2026.11.0"]);
     fx.fsck();
@@ -445,4 +449,102 @@ fn a_second_cairn_waits_for_the_lock_or_fails_with_no_wait() {
     assert_eq!(fx.order(), ["2026.11.0", "2026.11.1"]);
     fx.assert_boots(0);
     fx.fsck();
+}
+
+#[test]
+fn the_config_in_the_deployment_etc_is_read() {
+    let fx = Fixture::new();
+    fx.publish(TESTING, 3, 0);
+    let cfg_dir = fx.deployment_dir(0).join("etc/cairn");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(
+        cfg_dir.join("config.toml"),
+        "[source]\nstream = \"testing\"\n",
+    )
+    .unwrap();
+    let out = fx.cairn_ok(&["check"]);
+    assert!(
+        out.contains("origin:cairn/bookworm/x86_64/testing"),
+        "{out}"
+    );
+    fx.cairn_ok(&["upgrade"]);
+    fx.assert_boots(3);
+    assert_eq!(
+        fx.status()["deployments"][0]["refspec"],
+        format!("origin:{TESTING}")
+    );
+    // The config was merged into the new deployment's /etc with the rest.
+    std::fs::write(
+        fx.deployment_dir(0).join("etc/cairn/config.toml"),
+        "[source]\nstream = \"testing\"\nbogus = 1\n",
+    )
+    .unwrap();
+    let err = fx.cairn_fails(&["status"], 1);
+    assert!(
+        err.contains("etc/cairn/config.toml:3:1: unknown field `bogus`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn grub_menu_orders_entries_by_bls_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = dir.path().join("loader.1/entries");
+    std::fs::create_dir_all(&entries).unwrap();
+    for (file, version, title) in [
+        ("ostree-9-cairn.conf", 9, "Nine"),
+        ("ostree-10-cairn.conf", 10, "It's ten"),
+        ("ostree-2-cairn.conf", 2, "Two"),
+    ] {
+        std::fs::write(
+            entries.join(file),
+            format!(
+                "title {title}\nversion {version}\noptions root=x ostree=/ostree/boot.1/a/b/{version}\n\
+                 linux /ostree/a/vmlinuz\ninitrd /ostree/a/initramfs.img\n"
+            ),
+        )
+        .unwrap();
+    }
+    let output = dir.path().join("loader.1/grub.cfg");
+    let out = std::process::Command::new(data("grub-menu"))
+        .arg("-o")
+        .arg(&output)
+        .env("_OSTREE_GRUB2_BOOTVERSION", "1")
+        .env("CAIRN_GRUB_TIMEOUT", "3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let menu = std::fs::read_to_string(&output).unwrap();
+    let titles: Vec<&str> = menu
+        .lines()
+        .filter(|l| l.starts_with("menuentry "))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "menuentry 'It'\\''s ten' --id 'ostree-0' {",
+            "menuentry 'Nine' --id 'ostree-1' {",
+            "menuentry 'Two' --id 'ostree-2' {",
+        ]
+    );
+    assert!(menu.contains("set default=0\nset timeout=3\n"), "{menu}");
+    assert!(menu.contains("    linux /ostree/a/vmlinuz root=x ostree=/ostree/boot.1/a/b/10\n"));
+    assert!(menu.contains("    initrd /ostree/a/initramfs.img\n"));
+    assert!(!menu.contains("load_video"));
+    // No temporary file left behind.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("loader.1"))
+            .unwrap()
+            .count(),
+        2
+    );
+    // Bad usage fails.
+    let bad = std::process::Command::new(data("grub-menu"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
 }
