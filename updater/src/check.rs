@@ -28,7 +28,6 @@ pub struct CheckResult {
 /// Fetches the remote ref's commit metadata and compares it with the default deployment.
 #[context("Checking for updates")]
 pub fn check(host: &Host, config: &Config, wait: bool) -> Result<CheckResult> {
-    host.prepare_for_writes()?;
     let source = Source::for_host(host, config)?;
     let current = host.own_deployments().first().map(Release::from);
     let tip = {

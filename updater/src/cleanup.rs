@@ -14,7 +14,6 @@ use crate::sysroot::{DeploymentInfo, Host};
 /// Pins (`pinned` true) or unpins the deployment at `index`.
 #[context("Changing the pin of deployment {index}")]
 pub fn set_pinned(host: &Host, index: usize, pinned: bool, wait: bool) -> Result<DeploymentInfo> {
-    host.prepare_for_writes()?;
     let lock = host.lock(wait)?;
     let all = host.deployments();
     let Some(d) = all.get(index) else {
@@ -68,7 +67,6 @@ pub fn plan(host_os: &str, booted_system: bool, all: &[DeploymentInfo]) -> Vec<u
 /// Drops rollback and pending deployments (except pinned and booted), then prunes.
 #[context("Cleaning up stateroot {}", host.osname())]
 pub fn cleanup(host: &Host, wait: bool) -> Result<CleanupOutcome> {
-    host.prepare_for_writes()?;
     let lock = host.lock(wait)?;
     let all = host.deployments();
     let booted_system = all.iter().any(|d| d.booted);

@@ -108,7 +108,6 @@ fn default_deployment(host: &Host) -> Option<DeploymentInfo> {
 /// an older release than the one that boots next.
 #[context("Upgrading stateroot {}", host.osname())]
 pub fn upgrade(host: &Host, config: &Config, wait: bool) -> Result<Outcome> {
-    host.prepare_for_writes()?;
     let lock = host.lock(wait)?;
     let source = Source::for_host(host, config)?;
     let current = default_deployment(host).map(|d| Release::from(&d));
@@ -151,7 +150,6 @@ pub fn upgrade(host: &Host, config: &Config, wait: bool) -> Result<Outcome> {
 /// included.
 #[context("Deploying {rev:?} on stateroot {}", host.osname())]
 pub fn deploy_revision(host: &Host, config: &Config, rev: &str, wait: bool) -> Result<Outcome> {
-    host.prepare_for_writes()?;
     let lock = host.lock(wait)?;
     let source = Source::for_host(host, config)?;
     let current = default_deployment(host).map(|d| Release::from(&d));
@@ -186,7 +184,6 @@ pub fn deploy_revision(host: &Host, config: &Config, rev: &str, wait: bool) -> R
 /// `cairn rebase TARGET`: follow another ref (or stream) and deploy its newest commit.
 #[context("Rebasing stateroot {} to {target:?}", host.osname())]
 pub fn rebase(host: &Host, config: &Config, target: &str, wait: bool) -> Result<Outcome> {
-    host.prepare_for_writes()?;
     let lock = host.lock(wait)?;
     let current_source = Source::for_host(host, config)?;
     let source = Source::rebase_target(&current_source, target, config)?;

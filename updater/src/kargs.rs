@@ -97,7 +97,6 @@ pub struct KargsOutcome {
 /// Applies `edit` to the next boot's kernel arguments.
 #[context("Changing kernel arguments of stateroot {}", host.osname())]
 pub fn change(host: &Host, edit: &Edit, wait: bool) -> Result<KargsOutcome> {
-    host.prepare_for_writes()?;
     let lock = host.lock(wait)?;
     let d = host
         .own_deployments()

@@ -25,7 +25,6 @@ pub struct RollbackOutcome {
 /// Makes the rollback deployment the default.
 #[context("Rolling back stateroot {}", host.osname())]
 pub fn rollback(host: &Host, wait: bool) -> Result<RollbackOutcome> {
-    host.prepare_for_writes()?;
     let lock = host.lock(wait)?;
     let all = host.deployments();
     let target = all

@@ -98,8 +98,12 @@ pub enum Kargs {
 impl Host {
     /// Opens and loads the sysroot at `path`. The stateroot is `os`, else the booted
     /// deployment's, else the only one in `ostree/deploy/`.
+    ///
+    /// With `writable`, a booted sysroot is prepared for changes first: libostree moves this
+    /// process into a private mount namespace where it can remount `/sysroot` and `/boot`
+    /// read-write (this must happen before loading). Other sysroots are left as they are.
     #[context("Opening the OSTree sysroot at {}", path.display())]
-    pub fn open(path: &Path, os: Option<&str>) -> Result<Self> {
+    pub fn open(path: &Path, os: Option<&str>, writable: bool) -> Result<Self> {
         if !path.join("ostree/repo").is_dir() {
             bail!(
                 "{} is not an OSTree sysroot (no ostree/repo in it)",
@@ -107,6 +111,11 @@ impl Host {
             );
         }
         let sysroot = ostree::Sysroot::new(Some(&gio::File::for_path(path)));
+        if writable {
+            sysroot
+                .initialize_with_mount_namespace(gio::Cancellable::NONE)
+                .context("Preparing to write the sysroot (mount namespace)")?;
+        }
         sysroot
             .load(gio::Cancellable::NONE)
             .context("Loading the sysroot")?;
@@ -142,20 +151,6 @@ impl Host {
     /// Whether this sysroot is the one the running system booted from.
     pub fn is_booted(&self) -> bool {
         self.sysroot.is_booted()
-    }
-
-    /// Prepares a booted sysroot for writing: libostree remounts `/sysroot` read-write in a
-    /// private mount namespace of this process. A no-op for other sysroots.
-    pub fn prepare_for_writes(&self) -> Result<()> {
-        if self.is_booted() {
-            self.sysroot
-                .initialize_with_mount_namespace(gio::Cancellable::NONE)
-                .context("Setting up a mount namespace to write the booted sysroot")?;
-            self.sysroot
-                .load(gio::Cancellable::NONE)
-                .context("Reloading the sysroot")?;
-        }
-        Ok(())
     }
 
     /// Takes the sysroot lock. Without `wait`, fails with [`crate::exit::Locked`] if another

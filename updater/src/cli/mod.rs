@@ -85,8 +85,8 @@ pub struct Context {
 }
 
 impl Context {
-    fn new(global: &Global) -> Result<Self> {
-        let host = Host::open(&global.sysroot, global.os.as_deref())?;
+    fn new(global: &Global, writable: bool) -> Result<Self> {
+        let host = Host::open(&global.sysroot, global.os.as_deref(), writable)?;
         let config_path = global.config.clone().or_else(|| default_config_path(&host));
         let config = match config_path {
             Some(p) => Config::load(&p)?,
@@ -110,7 +110,9 @@ fn default_config_path(host: &Host) -> Option<PathBuf> {
 
 /// Runs a parsed command line; returns the exit code of a success.
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let ctx = Context::new(&cli.global)?;
+    // Everything but `status` may write (even `check` fetches into the repository).
+    let writable = !matches!(cli.command, Command::Status(_));
+    let ctx = Context::new(&cli.global, writable)?;
     match cli.command {
         Command::Status(a) => status::run(&ctx, &a),
         Command::Check(a) => check::run(&ctx, &a),
