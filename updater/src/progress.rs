@@ -61,12 +61,12 @@ impl PullProgress {
     pub fn new(label: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
-            if let Ok(style) = ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} objects, {bytes_per_sec}",
-            ) {
+            if let Ok(style) =
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} objects, {msg}")
+            {
                 bar.set_style(style.progress_chars("=> "));
             }
-            bar.set_message(format!("Fetching {label}"));
+            bar.set_prefix(format!("Fetching {label}"));
             bar
         });
         let display = Rc::new(RefCell::new(Display {
@@ -123,6 +123,7 @@ impl Display {
         if let Some(bar) = &self.bar {
             bar.set_length(u64::from(c.requested));
             bar.set_position(u64::from(c.fetched));
+            bar.set_message(human_bytes(c.bytes));
             return;
         }
         let due = self
