@@ -366,6 +366,27 @@ impl Fixture {
     }
 }
 
+impl Drop for Fixture {
+    /// libostree marks deployment roots immutable (`chattr +i`); clear that so the temp dir
+    /// can be removed.
+    fn drop(&mut self) {
+        let deploy = self.sysroot.join("ostree/deploy");
+        let Ok(stateroots) = std::fs::read_dir(&deploy) else {
+            return;
+        };
+        for stateroot in stateroots.flatten() {
+            let Ok(deployments) = std::fs::read_dir(stateroot.path().join("deploy")) else {
+                continue;
+            };
+            for d in deployments.flatten() {
+                if d.path().is_dir() {
+                    let _ = Command::new("chattr").arg("-i").arg(d.path()).status();
+                }
+            }
+        }
+    }
+}
+
 /// Waits until `cond` holds, up to `secs` seconds.
 pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);
