@@ -1,0 +1,40 @@
+//! The command line: parse, call an operation, print. No work happens here.
+
+mod diff;
+mod log;
+mod tree;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Composes Debian package manifests into versioned OSTree commits.
+#[derive(Debug, Parser)]
+#[command(name = "cairn-compose", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Tree(tree::TreeArgs),
+    Diff(diff::DiffArgs),
+    Log(log::LogArgs),
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Tree(a) => tree::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Log(a) => log::run(a),
+    }
+}
+
+/// Formats seconds since the epoch as UTC.
+fn format_time(ts: u64) -> String {
+    chrono::DateTime::from_timestamp(ts as i64, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| ts.to_string())
+}

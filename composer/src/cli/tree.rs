@@ -1,0 +1,80 @@
+//! `cairn-compose tree`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::compose::{compose, ComposeOptions, Outcome};
+use crate::interrupt;
+use crate::progress::Progress;
+
+/// Compose a manifest into a new version on its ref (nothing is written if nothing changed).
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// The manifest (TOML).
+    manifest: PathBuf,
+    /// The OSTree archive repository; created if missing.
+    #[arg(long)]
+    repo: PathBuf,
+    /// Package cache and work area [default: `cache` beside the repository].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Install exactly the packages of this lockfile (sha256-checked).
+    #[arg(long)]
+    lockfile: Option<PathBuf>,
+    /// Where to write this compose's lockfile [default: OS-VERSION.lock.json beside the repository].
+    #[arg(long)]
+    write_lockfile: Option<PathBuf>,
+    /// An apt sources file (one-line `.list` or deb822 `.sources`) used instead of the
+    /// manifest's mirrors and the machine's apt sources; repeat for several.
+    #[arg(long)]
+    sources: Vec<PathBuf>,
+    /// Commit even when the inputs did not change.
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the compose and prints its outcome.
+pub fn run(a: TreeArgs) -> Result<()> {
+    interrupt::install()?;
+    let progress = Progress::new();
+    let outcome = compose(
+        &ComposeOptions {
+            manifest: a.manifest,
+            repo: a.repo,
+            cache_dir: a.cache_dir,
+            lockfile: a.lockfile,
+            lockfile_out: a.write_lockfile,
+            sources: a.sources,
+            force: a.force,
+        },
+        &progress,
+    )?;
+    let elapsed = progress.elapsed();
+    progress.finish();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(());
+    }
+    match outcome {
+        Outcome::Unchanged { osref, version, commit } => println!(
+            "No change: {osref} is already {} ({commit}); nothing written ({elapsed:.1}s)",
+            version.as_deref().unwrap_or("unversioned")
+        ),
+        Outcome::Committed { osref, version, commit, lockfile, packages, kernel } => {
+            println!("Committed {osref} {version}");
+            println!("  commit:   {commit}");
+            println!("  packages: {packages}");
+            if let Some(k) = kernel {
+                println!("  kernel:   {k}");
+            }
+            println!("  lockfile: {}", lockfile.display());
+            println!("  took:     {elapsed:.1}s");
+        }
+    }
+    Ok(())
+}

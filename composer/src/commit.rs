@@ -1,0 +1,94 @@
+//! Writing a tree into an OSTree repository as a commit on a ref, in one libostree transaction:
+//! the ref moves only when the whole commit is written, so a failure or an interrupt leaves
+//! the repository exactly as it was (libostree drops the half-written staging area later).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use cairn_release::gio;
+use cairn_release::glib;
+use cairn_release::ostree;
+use cairn_release::ostree::prelude::*;
+
+/// Opens the archive repository at `path`, creating it if it does not exist.
+pub fn open_or_create(path: &Path) -> Result<ostree::Repo> {
+    let repo = ostree::Repo::new(&gio::File::for_path(path));
+    if path.join("config").exists() {
+        repo.open(gio::Cancellable::NONE)
+            .with_context(|| format!("Opening OSTree repository {}", path.display()))?;
+    } else {
+        std::fs::create_dir_all(path).with_context(|| format!("Creating {}", path.display()))?;
+        repo.create(ostree::RepoMode::Archive, gio::Cancellable::NONE)
+            .with_context(|| format!("Creating OSTree repository {}", path.display()))?;
+    }
+    Ok(repo)
+}
+
+/// What to commit.
+pub struct CommitRequest<'a> {
+    /// The tree.
+    pub tree: &'a Path,
+    /// The ref to move.
+    pub osref: &'a str,
+    /// The previous commit of the ref.
+    pub parent: Option<&'a str>,
+    /// Subject line.
+    pub subject: &'a str,
+    /// Commit metadata (`a{sv}`).
+    pub metadata: glib::Variant,
+    /// Commit timestamp.
+    pub timestamp: u64,
+}
+
+/// Commits the tree and moves the ref; returns the checksum.
+pub fn commit(repo: &ostree::Repo, req: &CommitRequest, cancellable: &gio::Cancellable) -> Result<String> {
+    repo.prepare_transaction(Some(cancellable))
+        .context("Starting a repository transaction")?;
+    match write(repo, req, cancellable) {
+        Ok(checksum) => Ok(checksum),
+        Err(e) => {
+            let _ = repo.abort_transaction(gio::Cancellable::NONE);
+            Err(e)
+        }
+    }
+}
+
+fn write(repo: &ostree::Repo, req: &CommitRequest, cancellable: &gio::Cancellable) -> Result<String> {
+    let mtree = ostree::MutableTree::new();
+    // Ownership and modes are the tree's (dpkg set them); extended attributes are not kept.
+    let modifier = ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::SKIP_XATTRS, None);
+    repo.write_directory_to_mtree(
+        &gio::File::for_path(req.tree),
+        &mtree,
+        Some(&modifier),
+        Some(cancellable),
+    )
+    .with_context(|| format!("Writing {} into the repository", req.tree.display()))?;
+    let root = repo
+        .write_mtree(&mtree, Some(cancellable))
+        .context("Writing the tree's metadata")?;
+    let root = root
+        .downcast::<ostree::RepoFile>()
+        .map_err(|_| anyhow::anyhow!("libostree returned a root that is not a RepoFile"))?;
+    let checksum = repo
+        .write_commit_with_time(
+            req.parent,
+            Some(req.subject),
+            None,
+            Some(&req.metadata),
+            &root,
+            req.timestamp,
+            Some(cancellable),
+        )
+        .context("Writing the commit")?;
+    repo.transaction_set_ref(None, req.osref, Some(&checksum));
+    repo.commit_transaction(Some(cancellable))
+        .context("Committing the repository transaction")?;
+    Ok(checksum.to_string())
+}
+
+/// Regenerates the summary file so clients can list refs.
+pub fn regenerate_summary(repo: &ostree::Repo) -> Result<()> {
+    repo.regenerate_summary(None, gio::Cancellable::NONE)
+        .context("Regenerating the repository summary")
+}

@@ -1,0 +1,283 @@
+//! `cairn-compose tree`: one manifest to one new version on its ref.
+//!
+//! resolve (apt, or a lockfile) → inputs hash → unchanged? stop → download into the cache →
+//! install (mmdebstrap) → post-process → commit (one libostree transaction) → lockfile.
+//! Everything before the commit happens in a work directory that is removed on every exit path;
+//! the repository changes only in the final transaction.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cairn_release::glib::{self, prelude::*};
+use cairn_release::metadata::{self as meta, Package};
+use cairn_release::{history, version};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::lockfile::{LockedPackage, Lockfile};
+use crate::manifest::{FileSource, Manifest};
+use crate::progress::Progress;
+use crate::resolve::{make_flat_repo, sha256_file, AptRoot};
+use crate::workdir::WorkDir;
+use crate::{commit, install, interrupt, postprocess};
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct ComposeOptions {
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// The archive repository (created if missing).
+    pub repo: PathBuf,
+    /// Package cache and work area (default: `cache` beside the repository).
+    pub cache_dir: Option<PathBuf>,
+    /// Compose exactly this lockfile's packages.
+    pub lockfile: Option<PathBuf>,
+    /// Where to write the new lockfile (default: beside the repository).
+    pub lockfile_out: Option<PathBuf>,
+    /// apt sources files replacing the manifest's mirrors and the machine's sources.
+    pub sources: Vec<PathBuf>,
+    /// Compose even when nothing changed.
+    pub force: bool,
+}
+
+/// What a compose did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Inputs equal the ref's last commit; nothing written.
+    Unchanged {
+        /// The ref.
+        #[serde(rename = "ref")]
+        osref: String,
+        /// Its current version.
+        version: Option<String>,
+        /// Its current commit.
+        commit: String,
+    },
+    /// A new commit.
+    Committed {
+        /// The ref.
+        #[serde(rename = "ref")]
+        osref: String,
+        /// The new version.
+        version: String,
+        /// The new commit.
+        commit: String,
+        /// The lockfile written.
+        lockfile: PathBuf,
+        /// Number of packages.
+        packages: usize,
+        /// The kernel, if bootable.
+        kernel: Option<String>,
+    },
+}
+
+/// Runs a compose.
+pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
+    let manifest = Manifest::load(&opts.manifest)?;
+    let repo_parent = absolute(&opts.repo)?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let cache = match &opts.cache_dir {
+        Some(c) => absolute(c)?,
+        None => repo_parent.join("cache"),
+    };
+    let lock_in = opts.lockfile.as_deref().map(Lockfile::read).transpose()?;
+
+    let repo = commit::open_or_create(&opts.repo)?;
+    let previous = history::resolve(&repo, &manifest.osref)?;
+    let past = history::ref_history(&repo, &manifest.osref)?;
+
+    // Two composes sharing a cache would download into and index the same files.
+    fs::create_dir_all(&cache).with_context(|| format!("Creating {}", cache.display()))?;
+    let cache_lock = fs::File::create(cache.join("lock"))
+        .with_context(|| format!("Creating {}", cache.join("lock").display()))?;
+    if cache_lock.try_lock().is_err() {
+        progress.step(&format!("Waiting for another compose using {}", cache.display()));
+        cache_lock.lock().context("Locking the cache")?;
+    }
+    let work = WorkDir::create(&cache.join("work"))?;
+    let local_repo = if manifest.local_debs.is_empty() {
+        None
+    } else {
+        let dir = work.path().join("local-debs");
+        make_flat_repo(&dir, &manifest.local_debs)?;
+        Some(dir)
+    };
+    progress.step("Updating package indices");
+    let apt = AptRoot::prepare(&cache, &manifest, &opts.sources, local_repo.as_deref())?;
+    apt.update()?;
+    interrupt::check()?;
+
+    progress.step("Resolving packages");
+    let packages: Vec<Package> = match &lock_in {
+        Some(lock) => lock.packages.iter().map(LockedPackage::package).collect(),
+        None => apt.resolve(&manifest)?,
+    };
+    let inputs = inputs_sha256(&manifest, &packages)?;
+    if let (Some(prev), false) = (&previous, opts.force) {
+        if past.first().and_then(|c| c.inputs_sha256.as_deref()) == Some(inputs.as_str()) {
+            return Ok(Outcome::Unchanged {
+                osref: manifest.osref.clone(),
+                version: past.first().and_then(|c| c.version.clone()),
+                commit: prev.clone(),
+            });
+        }
+    }
+
+    progress.step(&format!("Downloading {} packages (cache: {})", packages.len(), apt.archives().display()));
+    let downloaded = apt.download(&packages)?;
+    if let Some(lock) = &lock_in {
+        for (got, _) in &downloaded {
+            let want = lock.packages.iter().find(|p| p.name == got.name && p.version == got.version);
+            if want.map(|w| &w.sha256) != Some(&got.sha256) {
+                bail!(
+                    "{} {}: the downloaded .deb has sha256 {}, the lockfile says {}; the archive changed this package, refusing",
+                    got.name,
+                    got.version,
+                    got.sha256,
+                    want.map_or("nothing", |w| w.sha256.as_str())
+                );
+            }
+        }
+    }
+    interrupt::check()?;
+
+    let epoch = source_date_epoch()?;
+    let pool = work.path().join("pool");
+    make_flat_repo(&pool, &downloaded.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>())?;
+    progress.step("Installing packages (mmdebstrap)");
+    let tree = work.path().join("tree");
+    let locked: Vec<LockedPackage> = downloaded.into_iter().map(|(l, _)| l).collect();
+    install::install(&pool, &locked, &manifest.suite, &manifest.architecture, epoch, &tree, progress)?;
+    interrupt::check()?;
+
+    let facts = postprocess::run(&tree, &manifest, progress)?;
+    interrupt::check()?;
+
+    let new_version = version::next_version(
+        &manifest.version_prefix,
+        past.iter().filter_map(|c| c.version.as_deref()),
+    );
+    progress.step(&format!("Committing {} as {new_version}", manifest.osref));
+    let metadata = commit_metadata(&manifest, &new_version, &packages, &inputs, facts.kernel.as_deref(), epoch);
+    let subject = format!("{} {new_version}", manifest.os);
+    let checksum = commit::commit(
+        &repo,
+        &commit::CommitRequest {
+            tree: &tree,
+            osref: &manifest.osref,
+            parent: previous.as_deref(),
+            subject: &subject,
+            metadata,
+            timestamp: epoch,
+        },
+        &interrupt::cancellable(),
+    )?;
+    commit::regenerate_summary(&repo)?;
+
+    let lock_path = opts
+        .lockfile_out
+        .clone()
+        .unwrap_or_else(|| repo_parent.join(format!("{}-{new_version}.lock.json", manifest.os)));
+    Lockfile::new(&manifest.osref, &new_version, locked).write(&lock_path)?;
+    Ok(Outcome::Committed {
+        osref: manifest.osref.clone(),
+        version: new_version,
+        commit: checksum,
+        lockfile: lock_path,
+        packages: packages.len(),
+        kernel: facts.kernel,
+    })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("Resolving {}", p.display()))
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, else now.
+fn source_date_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
+        Err(_) => Ok(chrono::Utc::now().timestamp().max(0) as u64),
+    }
+}
+
+fn commit_metadata(
+    manifest: &Manifest,
+    version: &str,
+    packages: &[Package],
+    inputs: &str,
+    kernel: Option<&str>,
+    epoch: u64,
+) -> glib::Variant {
+    let dict = glib::VariantDict::new(None);
+    dict.insert_value(meta::VERSION, &version.to_variant());
+    dict.insert_value(meta::BOOTABLE, &kernel.is_some().to_variant());
+    if let Some(k) = kernel {
+        dict.insert_value(meta::LINUX, &k.to_variant());
+    }
+    dict.insert_value(meta::REF_BINDING, &vec![manifest.osref.clone()].to_variant());
+    dict.insert_value(meta::PACKAGES, &meta::packages_variant(packages));
+    dict.insert_value(meta::INPUTS_SHA256, &inputs.to_variant());
+    dict.insert_value(meta::SOURCE_DATE_EPOCH, &epoch.to_variant());
+    dict.end()
+}
+
+/// sha256 over what determines the tree: the composer's version, the merged manifest with every
+/// file it names replaced by a hash of its content, and the resolved package set.
+pub fn inputs_sha256(manifest: &Manifest, packages: &[Package]) -> Result<String> {
+    let mut value = serde_json::to_value(manifest)?;
+    if let Some(obj) = value.as_object_mut() {
+        // Where the manifest was read from does not change what it builds.
+        obj.remove("files_read");
+        let debs: Result<Vec<String>> = manifest.local_debs.iter().map(|d| sha256_file(d)).collect();
+        obj.insert("local_debs".into(), serde_json::to_value(debs?)?);
+        let files: Result<Vec<serde_json::Value>> = manifest
+            .files
+            .iter()
+            .map(|f| {
+                let content = match &f.source {
+                    FileSource::Path(p) => tree_sha256(p)?,
+                    FileSource::Content(c) => hex::encode(Sha256::digest(c.as_bytes())),
+                };
+                Ok(serde_json::json!({ "dest": f.dest, "mode": f.mode, "sha256": content }))
+            })
+            .collect();
+        obj.insert("files".into(), serde_json::Value::Array(files?));
+    }
+    let mut h = Sha256::new();
+    h.update(concat!("cairn-compose ", env!("CARGO_PKG_VERSION"), "\n"));
+    h.update(serde_json::to_vec(&value)?);
+    for p in packages {
+        h.update(format!("\n{} {} {}", p.name, p.version, p.architecture));
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// A hash of a file, or of a directory's names, modes, link targets and contents.
+fn tree_sha256(path: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).with_context(|| format!("Reading {}", p.display()))?;
+        let rel = p.strip_prefix(path).unwrap_or(&p).to_string_lossy().into_owned();
+        h.update(format!("{rel}\0{:o}\0", m.mode()));
+        if m.file_type().is_symlink() {
+            h.update(fs::read_link(&p)?.to_string_lossy().as_bytes());
+        } else if m.is_dir() {
+            let mut children: Vec<PathBuf> = fs::read_dir(&p)?.flatten().map(|e| e.path()).collect();
+            children.sort();
+            children.reverse();
+            stack.extend(children);
+        } else {
+            h.update(sha256_file(&p)?.as_bytes());
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}

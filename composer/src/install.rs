@@ -1,0 +1,101 @@
+//! Installing a locked package set into a fresh tree with mmdebstrap.
+//!
+//! mmdebstrap runs Debian's own installation (maintainer scripts, triggers, essential-first
+//! ordering) but reads only a local flat repository holding exactly the locked `.deb`s, so the
+//! tree gets those versions and nothing else, without touching the network.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use cairn_release::metadata::Package;
+
+use crate::command::CommandExt;
+use crate::lockfile::LockedPackage;
+use crate::progress::Progress;
+
+/// Set before any package is configured, so the initramfs dracut makes when the kernel is
+/// installed is generic (not host-only) and boots with ostree-prepare-root.
+const DRACUT_CONF: &str = "hostonly=\"no\"\nadd_dracutmodules+=\" ostree \"\n";
+
+/// Installs `packages` from the flat repository `pool` into `tree` (which must not exist).
+pub fn install(
+    pool: &Path,
+    packages: &[LockedPackage],
+    suite: &str,
+    architecture: &str,
+    source_date_epoch: u64,
+    tree: &Path,
+    progress: &Progress,
+) -> Result<()> {
+    let sources = pool.join("pool.list");
+    std::fs::write(&sources, format!("deb [trusted=yes] file:{} ./\n", pool.display()))
+        .context("Writing the pool's sources")?;
+    let include: Vec<String> = packages
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.version))
+        .collect();
+    let setup = format!(
+        "mkdir -p \"$1/etc/dracut.conf.d\" && printf '{}' > \"$1/etc/dracut.conf.d/50-cairn.conf\"",
+        DRACUT_CONF.replace('\n', "\\n")
+    );
+    Command::new("mmdebstrap")
+        .args(["--variant=custom", "--mode=root", "--format=directory"])
+        .arg(format!("--architectures={architecture}"))
+        .arg("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount")
+        .arg("--aptopt=APT::Install-Recommends \"false\"")
+        .arg(format!("--setup-hook={setup}"))
+        .arg(format!("--include={}", include.join(",")))
+        .arg(suite)
+        .arg(tree)
+        .arg(&sources)
+        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run_streaming(&mut |line| progress.detail(line))
+        .context("Installing packages with mmdebstrap")?;
+    verify_installed(tree, packages)
+}
+
+/// Checks that dpkg installed exactly the locked set, fully configured.
+fn verify_installed(tree: &Path, packages: &[LockedPackage]) -> Result<()> {
+    let installed = installed_packages(tree, "var/lib/dpkg")?;
+    let want: BTreeSet<Package> = packages.iter().map(LockedPackage::package).collect();
+    let have: BTreeSet<Package> = installed.into_iter().collect();
+    let missing: Vec<String> = want.difference(&have).map(|p| format!("{} {}", p.name, p.version)).collect();
+    let extra: Vec<String> = have.difference(&want).map(|p| format!("{} {}", p.name, p.version)).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        bail!(
+            "the installed packages differ from the resolved set; missing: [{}], unexpected: [{}]",
+            missing.join(", "),
+            extra.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The fully installed packages of the dpkg database at `tree/admindir`.
+pub fn installed_packages(tree: &Path, admindir: &str) -> Result<Vec<Package>> {
+    let out = Command::new("dpkg-query")
+        .arg(format!("--admindir={}", tree.join(admindir).display()))
+        .args(["-W", "-f", "${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n"])
+        .output_checked()
+        .context("Listing installed packages")?;
+    let mut packages = Vec::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 4 {
+            continue;
+        }
+        if f[3].trim() != "ii" {
+            bail!("package {} is not fully installed (dpkg status {:?})", f[0], f[3].trim());
+        }
+        packages.push(Package {
+            name: f[0].into(),
+            version: f[1].into(),
+            architecture: f[2].into(),
+        });
+    }
+    packages.sort();
+    Ok(packages)
+}

@@ -1,0 +1,16 @@
+//! Cairn's composer: resolves a manifest's Debian packages, installs them with mmdebstrap,
+//! turns the tree into the OSTree layout and commits it as a new version of a ref.
+
+pub mod cli;
+pub mod command;
+pub mod commit;
+pub mod compose;
+pub mod history;
+pub mod install;
+pub mod interrupt;
+pub mod lockfile;
+pub mod manifest;
+pub mod postprocess;
+pub mod progress;
+pub mod resolve;
+pub mod workdir;
