@@ -6,6 +6,7 @@ pub mod command;
 pub mod commit;
 pub mod compose;
 pub mod history;
+pub mod image;
 pub mod install;
 pub mod interrupt;
 pub mod lockfile;

@@ -1,6 +1,7 @@
 //! The command line: parse, call an operation, print. No work happens here.
 
 mod diff;
+mod image;
 mod log;
 mod tree;
 
@@ -20,6 +21,7 @@ enum Command {
     Tree(tree::TreeArgs),
     Diff(diff::DiffArgs),
     Log(log::LogArgs),
+    Image(image::ImageArgs),
 }
 
 /// Parses the command line and runs it.
@@ -29,6 +31,7 @@ pub fn run() -> Result<()> {
         Command::Tree(a) => tree::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Log(a) => log::run(a),
+        Command::Image(a) => image::run(a),
     }
 }
 

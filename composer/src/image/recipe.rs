@@ -1,0 +1,512 @@
+//! Disk image recipes: the TOML format (`image-recipes/README.md`), parsed and validated once
+//! into a [`Recipe`] the image builder can trust.
+//!
+//! Errors name `file:line:col`, like manifest errors. This module does no I/O beyond reading
+//! the recipe and the files it names.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One MiB; partitions start and end on MiB boundaries.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Space GPT needs: 1 MiB before the first partition, 1 MiB for the backup table at the end.
+pub const GPT_OVERHEAD: u64 = 2 * MIB;
+
+/// What a partition is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The BIOS boot partition GRUB's core image is embedded in (no filesystem).
+    BiosBoot,
+    /// `/boot`, ext4: kernels, initramfs, the GRUB menus.
+    Boot,
+    /// The root filesystem (the sysroot: `ostree/repo`, deployments, `/var`), ext4.
+    Root,
+}
+
+impl Role {
+    /// The recipe spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::BiosBoot => "bios-boot",
+            Role::Boot => "boot",
+            Role::Root => "root",
+        }
+    }
+
+    /// The GPT partition type GUID.
+    pub fn type_guid(self) -> &'static str {
+        match self {
+            Role::BiosBoot => "21686148-6449-6E6F-744E-656564454649",
+            // Linux filesystem data.
+            Role::Boot => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+            // The Discoverable Partitions Specification's x86-64 root.
+            Role::Root => "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+        }
+    }
+}
+
+/// A validated partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// What it is for.
+    pub role: Role,
+    /// GPT name and filesystem label.
+    pub label: String,
+    /// Size in bytes (a multiple of 1 MiB); `None`: the rest of the disk (last partition only).
+    pub size: Option<u64>,
+}
+
+/// A file written into the deployment's `/etc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcFile {
+    /// Absolute path under `/etc`.
+    pub dest: String,
+    /// Content.
+    pub content: Vec<u8>,
+    /// Mode bits.
+    pub mode: u32,
+}
+
+/// The OSTree remote the image's repository is configured with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// Remote name (the `REMOTE` of the deployment's `refspec=REMOTE:REF`).
+    pub name: String,
+    /// URL of the archive repository hosts pull from.
+    pub url: String,
+}
+
+/// A validated recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    /// The recipe file.
+    pub path: PathBuf,
+    /// Disk size in bytes (a multiple of 1 MiB).
+    pub size: u64,
+    /// Partitions in disk order.
+    pub partitions: Vec<Partition>,
+    /// Kernel arguments added after the tree's own.
+    pub kernel_args: Vec<String>,
+    /// The remote.
+    pub remote: Remote,
+    /// Per-host files for `/etc`.
+    pub files: Vec<EtcFile>,
+}
+
+impl Recipe {
+    /// The partition with `role` (validation guarantees there is exactly one).
+    pub fn partition(&self, role: Role) -> Option<(usize, &Partition)> {
+        self.partitions
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.role == role)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRecipe {
+    #[allow(dead_code)]
+    description: Option<String>,
+    size: Spanned<String>,
+    bootloader: Option<Spanned<String>>,
+    #[serde(default)]
+    kernel_args: Vec<Spanned<String>>,
+    remote: RawRemote,
+    partitions: Spanned<Vec<RawPartition>>,
+    #[serde(default)]
+    files: Vec<RawFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRemote {
+    name: Option<Spanned<String>>,
+    url: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPartition {
+    role: Spanned<String>,
+    label: Option<Spanned<String>>,
+    size: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFile {
+    dest: Spanned<String>,
+    src: Option<Spanned<String>>,
+    content: Option<String>,
+    mode: Option<Spanned<String>>,
+}
+
+/// Turns byte spans into `file:line:col`.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn at(&self, span: Range<usize>) -> String {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{}:{line}:{col}", self.path.display())
+    }
+
+    fn err<T>(&self, s: &Spanned<T>, msg: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::anyhow!("{}: {msg}", self.at(s.span()))
+    }
+}
+
+/// Parses a size such as `"512MiB"`, `"4GiB"`, `"1M"`, `"2G"` (binary units; a whole number of
+/// MiB).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("{s:?} does not start with a number"))?;
+    let mult = match unit.trim() {
+        "M" | "MiB" => MIB,
+        "G" | "GiB" => 1024 * MIB,
+        "T" | "TiB" => 1024 * 1024 * MIB,
+        other => {
+            bail!("unknown size unit {other:?} in {s:?} (use MiB, GiB or TiB, e.g. \"512MiB\")")
+        }
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .with_context(|| format!("{s:?} is too large"))?;
+    if bytes == 0 {
+        bail!("size {s:?} is zero");
+    }
+    Ok(bytes)
+}
+
+fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 16
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
+impl Recipe {
+    /// Reads and validates a recipe file.
+    pub fn read(path: &Path) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("Reading image recipe {}", path.display()))?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates recipe text; `path` names it in errors and anchors relative `src` paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Recipe> {
+        let src = Source { path, text };
+        let raw: RawRecipe = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| src.at(s))
+                .unwrap_or_else(|| path.display().to_string());
+            anyhow::anyhow!("{at}: {}", e.message().trim_end())
+        })?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+        let size = parse_size(raw.size.get_ref()).map_err(|e| src.err(&raw.size, e))?;
+        if let Some(b) = &raw.bootloader {
+            if b.get_ref() != "grub-i386-pc" {
+                return Err(src.err(b, "the only bootloader is \"grub-i386-pc\" (GRUB for BIOS)"));
+            }
+        }
+
+        let mut partitions = Vec::new();
+        let count = raw.partitions.get_ref().len();
+        for (i, p) in raw.partitions.get_ref().iter().enumerate() {
+            let role = match p.role.get_ref().as_str() {
+                "bios-boot" => Role::BiosBoot,
+                "boot" => Role::Boot,
+                "root" => Role::Root,
+                _ => {
+                    return Err(src.err(
+                        &p.role,
+                        "`role` is one of \"bios-boot\", \"boot\", \"root\"",
+                    ))
+                }
+            };
+            if partitions.iter().any(|q: &Partition| q.role == role) {
+                return Err(src.err(
+                    &p.role,
+                    format!(
+                        "a second {:?} partition; each role appears once",
+                        role.name()
+                    ),
+                ));
+            }
+            let label = match &p.label {
+                Some(l) if !valid_label(l.get_ref()) => {
+                    return Err(src.err(l, "`label` is 1-16 letters, digits, '-' or '_'"))
+                }
+                Some(l) => l.get_ref().clone(),
+                None => role.name().to_string(),
+            };
+            let size =
+                match &p.size {
+                    Some(s) => Some(parse_size(s.get_ref()).map_err(|e| src.err(s, e))?),
+                    None if i + 1 == count => None,
+                    None => return Err(src.err(
+                        &p.role,
+                        "only the last partition may omit `size` (it takes the rest of the disk)",
+                    )),
+                };
+            partitions.push(Partition { role, label, size });
+        }
+        for role in [Role::BiosBoot, Role::Boot, Role::Root] {
+            if !partitions.iter().any(|p| p.role == role) {
+                return Err(src.err(
+                    &raw.partitions,
+                    format!("a {:?} partition is required (grub-i386-pc needs bios-boot, boot and root)", role.name()),
+                ));
+            }
+        }
+        let fixed: u64 = partitions.iter().filter_map(|p| p.size).sum();
+        let needed = fixed
+            + GPT_OVERHEAD
+            + if partitions.iter().any(|p| p.size.is_none()) {
+                64 * MIB
+            } else {
+                0
+            };
+        if needed > size {
+            return Err(src.err(
+                &raw.size,
+                format!(
+                    "the partitions need {} MiB (with GPT tables) but the disk is {} MiB",
+                    needed / MIB,
+                    size / MIB
+                ),
+            ));
+        }
+
+        let mut kernel_args = Vec::new();
+        for k in &raw.kernel_args {
+            let v = k.get_ref();
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                return Err(src.err(k, "a kernel argument is one word without spaces (e.g. \"console=ttyS0,115200n8\")"));
+            }
+            if v.starts_with("root=") || v.starts_with("ostree=") {
+                return Err(src.err(k, "`root=` and `ostree=` are set by the image builder"));
+            }
+            kernel_args.push(v.clone());
+        }
+
+        let remote_name = match &raw.remote.name {
+            Some(n) if !valid_label(n.get_ref()) => {
+                return Err(src.err(n, "remote `name` is letters, digits, '-' or '_'"))
+            }
+            Some(n) => n.get_ref().clone(),
+            None => "cairn".to_string(),
+        };
+        let url = raw.remote.url.get_ref();
+        validate_url(url).map_err(|e| src.err(&raw.remote.url, e))?;
+
+        let mut files = Vec::new();
+        for f in &raw.files {
+            let dest = f.dest.get_ref();
+            if !dest.starts_with("/etc/")
+                || dest.split('/').any(|c| c == ".." || c == ".")
+                || dest.ends_with('/')
+            {
+                return Err(src.err(&f.dest, "`dest` is a file path under /etc/, without '..'"));
+            }
+            let content = match (&f.src, &f.content) {
+                (Some(s), None) => {
+                    let p = dir.join(s.get_ref());
+                    std::fs::read(&p)
+                        .map_err(|e| src.err(s, format!("reading {}: {e}", p.display())))?
+                }
+                (None, Some(c)) => c.clone().into_bytes(),
+                _ => {
+                    return Err(src.err(
+                        &f.dest,
+                        "a [[files]] entry needs exactly one of `src` or `content`",
+                    ))
+                }
+            };
+            let mode = match &f.mode {
+                Some(m) => u32::from_str_radix(m.get_ref(), 8)
+                    .ok()
+                    .filter(|v| *v <= 0o7777)
+                    .ok_or_else(|| src.err(m, "`mode` is an octal string such as \"0644\""))?,
+                None => 0o644,
+            };
+            if files.iter().any(|g: &EtcFile| &g.dest == dest) {
+                return Err(src.err(&f.dest, "this file is already written by an earlier entry"));
+            }
+            files.push(EtcFile {
+                dest: dest.clone(),
+                content,
+                mode,
+            });
+        }
+
+        Ok(Recipe {
+            path: path.to_path_buf(),
+            size,
+            partitions,
+            kernel_args,
+            remote: Remote {
+                name: remote_name,
+                url: url.clone(),
+            },
+            files,
+        })
+    }
+}
+
+/// An OSTree remote URL: `http://`, `https://` or `file:///`, without spaces.
+pub fn validate_url(url: &str) -> Result<()> {
+    let ok =
+        (url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file:///"))
+            && !url.contains(char::is_whitespace);
+    if !ok {
+        bail!(
+            "remote url {url:?} must start with http://, https:// or file:/// and have no spaces"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+size = "4GiB"
+kernel-args = ["console=ttyS0,115200n8"]
+
+[remote]
+url = "http://10.0.2.2:8000/"
+
+[[partitions]]
+role = "bios-boot"
+size = "1MiB"
+
+[[partitions]]
+role = "boot"
+size = "512MiB"
+
+[[partitions]]
+role = "root"
+
+[[files]]
+dest = "/etc/hostname"
+content = "vm\n"
+"#;
+
+    fn parse(text: &str) -> Result<Recipe> {
+        Recipe::parse(Path::new("r.toml"), text)
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(r) => panic!("accepted: {r:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn good_recipe() {
+        let r = parse(GOOD).unwrap();
+        assert_eq!(r.size, 4096 * MIB);
+        assert_eq!(r.partitions.len(), 3);
+        assert_eq!(r.partitions[1].label, "boot");
+        assert_eq!(r.partitions[2].size, None);
+        assert_eq!(r.remote.name, "cairn");
+        assert_eq!(r.files[0].mode, 0o644);
+        assert_eq!(r.files[0].content, b"vm\n");
+        assert_eq!(r.partition(Role::Root).map(|(i, _)| i), Some(2));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB").unwrap(), MIB);
+        assert_eq!(parse_size("2G").unwrap(), 2048 * MIB);
+        assert!(parse_size("10KiB").is_err());
+        assert!(parse_size("0MiB").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn unknown_key_has_position() {
+        let e = err(&GOOD.replace("size = \"4GiB\"", "size = \"4GiB\"\ncolour = 1"));
+        assert!(e.starts_with("r.toml:3:1:"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn unknown_partition_key() {
+        let e = err(&GOOD.replace("role = \"boot\"", "role = \"boot\"\nfs = \"xfs\""));
+        assert!(e.contains("r.toml:14:1") && e.contains("fs"), "{e}");
+    }
+
+    #[test]
+    fn bad_role_points_at_value() {
+        let e = err(&GOOD.replace("role = \"boot\"", "role = \"efi\""));
+        assert!(e.starts_with("r.toml:13:8:"), "{e}");
+    }
+
+    #[test]
+    fn missing_role() {
+        let e = err(&GOOD.replace(
+            "role = \"bios-boot\"\nsize = \"1MiB\"",
+            "role = \"boot\"\nsize = \"1MiB\"",
+        ));
+        assert!(e.contains("second \"boot\""), "{e}");
+    }
+
+    #[test]
+    fn only_last_may_omit_size() {
+        let e = err(&GOOD.replace("size = \"512MiB\"\n", ""));
+        assert!(e.contains("only the last partition"), "{e}");
+    }
+
+    #[test]
+    fn too_small_disk() {
+        let e = err(&GOOD.replace("4GiB", "500MiB"));
+        assert!(e.starts_with("r.toml:2:8:") && e.contains("need"), "{e}");
+    }
+
+    #[test]
+    fn files_only_under_etc() {
+        let e = err(&GOOD.replace("/etc/hostname", "/usr/bin/x"));
+        assert!(e.contains("under /etc/"), "{e}");
+        let e = err(&GOOD.replace("/etc/hostname", "/etc/../usr/x"));
+        assert!(e.contains("under /etc/"), "{e}");
+    }
+
+    #[test]
+    fn root_karg_rejected() {
+        let e = err(&GOOD.replace("console=ttyS0,115200n8", "root=/dev/sda3"));
+        assert!(e.contains("set by the image builder"), "{e}");
+    }
+
+    #[test]
+    fn bad_url() {
+        let e = err(&GOOD.replace("http://10.0.2.2:8000/", "ftp://x"));
+        assert!(e.contains("remote url"), "{e}");
+    }
+
+    #[test]
+    fn shipped_recipe_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-recipes/qemu-bios.toml");
+        let r = Recipe::read(&path).unwrap();
+        assert!(r.kernel_args.iter().any(|k| k == "console=ttyS0,115200n8"));
+    }
+}
