@@ -24,7 +24,10 @@ fn describe(cmd: &Command) -> String {
     for arg in cmd.get_args() {
         let a = arg.to_string_lossy();
         if a.len() > 120 {
-            s.push_str(&format!(" {}…", &a[..a.char_indices().nth(117).map_or(a.len(), |(i, _)| i)]));
+            s.push_str(&format!(
+                " {}…",
+                &a[..a.char_indices().nth(117).map_or(a.len(), |(i, _)| i)]
+            ));
         } else {
             s.push(' ');
             s.push_str(&a);
@@ -79,7 +82,9 @@ impl CommandExt for Command {
                 kept.drain(..kept.len() - TAIL_LINES);
             }
         }
-        let status = child.wait().with_context(|| format!("Waiting for {desc}"))?;
+        let status = child
+            .wait()
+            .with_context(|| format!("Waiting for {desc}"))?;
         if !status.success() {
             bail!("{desc} failed ({status}):\n{}", tail(&kept.join("\n")));
         }

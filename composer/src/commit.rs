@@ -41,7 +41,11 @@ pub struct CommitRequest<'a> {
 }
 
 /// Commits the tree and moves the ref; returns the checksum.
-pub fn commit(repo: &ostree::Repo, req: &CommitRequest, cancellable: &gio::Cancellable) -> Result<String> {
+pub fn commit(
+    repo: &ostree::Repo,
+    req: &CommitRequest,
+    cancellable: &gio::Cancellable,
+) -> Result<String> {
     repo.prepare_transaction(Some(cancellable))
         .context("Starting a repository transaction")?;
     match write(repo, req, cancellable) {
@@ -53,10 +57,15 @@ pub fn commit(repo: &ostree::Repo, req: &CommitRequest, cancellable: &gio::Cance
     }
 }
 
-fn write(repo: &ostree::Repo, req: &CommitRequest, cancellable: &gio::Cancellable) -> Result<String> {
+fn write(
+    repo: &ostree::Repo,
+    req: &CommitRequest,
+    cancellable: &gio::Cancellable,
+) -> Result<String> {
     let mtree = ostree::MutableTree::new();
     // Ownership and modes are the tree's (dpkg set them); extended attributes are not kept.
-    let modifier = ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::SKIP_XATTRS, None);
+    let modifier =
+        ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::SKIP_XATTRS, None);
     repo.write_directory_to_mtree(
         &gio::File::for_path(req.tree),
         &mtree,

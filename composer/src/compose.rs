@@ -96,7 +96,10 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
     let cache_lock = fs::File::create(cache.join("lock"))
         .with_context(|| format!("Creating {}", cache.join("lock").display()))?;
     if cache_lock.try_lock().is_err() {
-        progress.step(&format!("Waiting for another compose using {}", cache.display()));
+        progress.step(&format!(
+            "Waiting for another compose using {}",
+            cache.display()
+        ));
         cache_lock.lock().context("Locking the cache")?;
     }
     let work = WorkDir::create(&cache.join("work"))?;
@@ -128,11 +131,18 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         }
     }
 
-    progress.step(&format!("Downloading {} packages (cache: {})", packages.len(), apt.archives().display()));
+    progress.step(&format!(
+        "Downloading {} packages (cache: {})",
+        packages.len(),
+        apt.archives().display()
+    ));
     let downloaded = apt.download(&packages)?;
     if let Some(lock) = &lock_in {
         for (got, _) in &downloaded {
-            let want = lock.packages.iter().find(|p| p.name == got.name && p.version == got.version);
+            let want = lock
+                .packages
+                .iter()
+                .find(|p| p.name == got.name && p.version == got.version);
             if want.map(|w| &w.sha256) != Some(&got.sha256) {
                 bail!(
                     "{} {}: the downloaded .deb has sha256 {}, the lockfile says {}; the archive changed this package, refusing",
@@ -148,11 +158,25 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
 
     let epoch = source_date_epoch()?;
     let pool = work.path().join("pool");
-    make_flat_repo(&pool, &downloaded.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>())?;
+    make_flat_repo(
+        &pool,
+        &downloaded
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect::<Vec<_>>(),
+    )?;
     progress.step("Installing packages (mmdebstrap)");
     let tree = work.path().join("tree");
     let locked: Vec<LockedPackage> = downloaded.into_iter().map(|(l, _)| l).collect();
-    install::install(&pool, &locked, &manifest.suite, &manifest.architecture, epoch, &tree, progress)?;
+    install::install(
+        &pool,
+        &locked,
+        &manifest.suite,
+        &manifest.architecture,
+        epoch,
+        &tree,
+        progress,
+    )?;
     interrupt::check()?;
 
     let facts = postprocess::run(&tree, &manifest, progress)?;
@@ -163,7 +187,14 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         past.iter().filter_map(|c| c.version.as_deref()),
     );
     progress.step(&format!("Committing {} as {new_version}", manifest.osref));
-    let metadata = commit_metadata(&manifest, &new_version, &packages, &inputs, facts.kernel.as_deref(), epoch);
+    let metadata = commit_metadata(
+        &manifest,
+        &new_version,
+        &packages,
+        &inputs,
+        facts.kernel.as_deref(),
+        epoch,
+    );
     let subject = format!("{} {new_version}", manifest.os);
     let checksum = commit::commit(
         &repo,
@@ -222,7 +253,10 @@ fn commit_metadata(
     if let Some(k) = kernel {
         dict.insert_value(meta::LINUX, &k.to_variant());
     }
-    dict.insert_value(meta::REF_BINDING, &vec![manifest.osref.clone()].to_variant());
+    dict.insert_value(
+        meta::REF_BINDING,
+        &vec![manifest.osref.clone()].to_variant(),
+    );
     dict.insert_value(meta::PACKAGES, &meta::packages_variant(packages));
     dict.insert_value(meta::INPUTS_SHA256, &inputs.to_variant());
     dict.insert_value(meta::SOURCE_DATE_EPOCH, &epoch.to_variant());
@@ -236,7 +270,8 @@ pub fn inputs_sha256(manifest: &Manifest, packages: &[Package]) -> Result<String
     if let Some(obj) = value.as_object_mut() {
         // Where the manifest was read from does not change what it builds.
         obj.remove("files_read");
-        let debs: Result<Vec<String>> = manifest.local_debs.iter().map(|d| sha256_file(d)).collect();
+        let debs: Result<Vec<String>> =
+            manifest.local_debs.iter().map(|d| sha256_file(d)).collect();
         obj.insert("local_debs".into(), serde_json::to_value(debs?)?);
         let files: Result<Vec<serde_json::Value>> = manifest
             .files
@@ -266,12 +301,17 @@ fn tree_sha256(path: &Path) -> Result<String> {
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
         let m = fs::symlink_metadata(&p).with_context(|| format!("Reading {}", p.display()))?;
-        let rel = p.strip_prefix(path).unwrap_or(&p).to_string_lossy().into_owned();
+        let rel = p
+            .strip_prefix(path)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .into_owned();
         h.update(format!("{rel}\0{:o}\0", m.mode()));
         if m.file_type().is_symlink() {
             h.update(fs::read_link(&p)?.to_string_lossy().as_bytes());
         } else if m.is_dir() {
-            let mut children: Vec<PathBuf> = fs::read_dir(&p)?.flatten().map(|e| e.path()).collect();
+            let mut children: Vec<PathBuf> =
+                fs::read_dir(&p)?.flatten().map(|e| e.path()).collect();
             children.sort();
             children.reverse();
             stack.extend(children);

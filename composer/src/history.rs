@@ -65,13 +65,28 @@ pub struct FileChanges {
 
 /// Diffs two commits.
 pub fn diff(repo: &ostree::Repo, a: &CommitInfo, b: &CommitInfo) -> Result<CommitDiff> {
-    let before: BTreeMap<&str, &Package> = a.packages.iter().map(|p| (p.name.as_str(), p)).collect();
+    let before: BTreeMap<&str, &Package> =
+        a.packages.iter().map(|p| (p.name.as_str(), p)).collect();
     let after: BTreeMap<&str, &Package> = b.packages.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut d = CommitDiff {
-        from: CommitRef { commit: a.commit.clone(), version: a.version.clone() },
-        to: CommitRef { commit: b.commit.clone(), version: b.version.clone() },
-        added: after.iter().filter(|(n, _)| !before.contains_key(*n)).map(|(_, p)| (*p).clone()).collect(),
-        removed: before.iter().filter(|(n, _)| !after.contains_key(*n)).map(|(_, p)| (*p).clone()).collect(),
+        from: CommitRef {
+            commit: a.commit.clone(),
+            version: a.version.clone(),
+        },
+        to: CommitRef {
+            commit: b.commit.clone(),
+            version: b.version.clone(),
+        },
+        added: after
+            .iter()
+            .filter(|(n, _)| !before.contains_key(*n))
+            .map(|(_, p)| (*p).clone())
+            .collect(),
+        removed: before
+            .iter()
+            .filter(|(n, _)| !after.contains_key(*n))
+            .map(|(_, p)| (*p).clone())
+            .collect(),
         upgraded: Vec::new(),
         downgraded: Vec::new(),
         files: FileChanges::default(),
@@ -81,7 +96,11 @@ pub fn diff(repo: &ostree::Repo, a: &CommitInfo, b: &CommitInfo) -> Result<Commi
         if old.version == new.version {
             continue;
         }
-        let change = VersionChange { name: name.to_string(), from: old.version.clone(), to: new.version.clone() };
+        let change = VersionChange {
+            name: name.to_string(),
+            from: old.version.clone(),
+            to: new.version.clone(),
+        };
         if debian_version_less(&old.version, &new.version)? {
             d.upgraded.push(change);
         } else {
@@ -143,7 +162,12 @@ fn count_all(repo: &ostree::Repo, tree: &str) -> Result<usize> {
     Ok(n)
 }
 
-fn diff_dirs(repo: &ostree::Repo, a: (&str, &str), b: (&str, &str), out: &mut FileChanges) -> Result<()> {
+fn diff_dirs(
+    repo: &ostree::Repo,
+    a: (&str, &str),
+    b: (&str, &str),
+    out: &mut FileChanges,
+) -> Result<()> {
     if a.1 != b.1 {
         out.changed += 1;
     }

@@ -30,8 +30,11 @@ pub fn install(
     progress: &Progress,
 ) -> Result<()> {
     let sources = pool.join("pool.list");
-    std::fs::write(&sources, format!("deb [trusted=yes] file:{} ./\n", pool.display()))
-        .context("Writing the pool's sources")?;
+    std::fs::write(
+        &sources,
+        format!("deb [trusted=yes] file:{} ./\n", pool.display()),
+    )
+    .context("Writing the pool's sources")?;
     let include: Vec<String> = packages
         .iter()
         .map(|p| format!("{}={}", p.name, p.version))
@@ -54,7 +57,27 @@ pub fn install(
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run_streaming(&mut |line| progress.detail(line))
         .context("Installing packages with mmdebstrap")?;
+    remove_mount_point(tree, pool)?;
     verify_installed(tree, packages)
+}
+
+/// mmdebstrap's file-mirror hook bind-mounts the pool at its own path inside the tree and
+/// leaves the empty directories behind; they are the build machine's paths, not the OS's.
+fn remove_mount_point(tree: &Path, pool: &Path) -> Result<()> {
+    let rel = pool.strip_prefix("/").unwrap_or(pool);
+    let mut dir = tree.join(rel);
+    while dir != tree && dir.starts_with(tree) {
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => {}
+            // Not empty (a directory the OS has, like /tmp) or already gone: stop there.
+            Err(_) => break,
+        }
+        match dir.parent() {
+            Some(p) => dir = p.to_path_buf(),
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 /// Checks that dpkg installed exactly the locked set, fully configured.
@@ -62,8 +85,14 @@ fn verify_installed(tree: &Path, packages: &[LockedPackage]) -> Result<()> {
     let installed = installed_packages(tree, "var/lib/dpkg")?;
     let want: BTreeSet<Package> = packages.iter().map(LockedPackage::package).collect();
     let have: BTreeSet<Package> = installed.into_iter().collect();
-    let missing: Vec<String> = want.difference(&have).map(|p| format!("{} {}", p.name, p.version)).collect();
-    let extra: Vec<String> = have.difference(&want).map(|p| format!("{} {}", p.name, p.version)).collect();
+    let missing: Vec<String> = want
+        .difference(&have)
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
+    let extra: Vec<String> = have
+        .difference(&want)
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
     if !missing.is_empty() || !extra.is_empty() {
         bail!(
             "the installed packages differ from the resolved set; missing: [{}], unexpected: [{}]",
@@ -78,7 +107,11 @@ fn verify_installed(tree: &Path, packages: &[LockedPackage]) -> Result<()> {
 pub fn installed_packages(tree: &Path, admindir: &str) -> Result<Vec<Package>> {
     let out = Command::new("dpkg-query")
         .arg(format!("--admindir={}", tree.join(admindir).display()))
-        .args(["-W", "-f", "${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n"])
+        .args([
+            "-W",
+            "-f",
+            "${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n",
+        ])
         .output_checked()
         .context("Listing installed packages")?;
     let mut packages = Vec::new();
@@ -88,7 +121,11 @@ pub fn installed_packages(tree: &Path, admindir: &str) -> Result<Vec<Package>> {
             continue;
         }
         if f[3].trim() != "ii" {
-            bail!("package {} is not fully installed (dpkg status {:?})", f[0], f[3].trim());
+            bail!(
+                "package {} is not fully installed (dpkg status {:?})",
+                f[0],
+                f[3].trim()
+            );
         }
         packages.push(Package {
             name: f[0].into(),

@@ -68,9 +68,8 @@ impl Lockfile {
     pub fn read(path: &Path) -> Result<Lockfile> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("Reading lockfile {}", path.display()))?;
-        let lock: Lockfile = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column())
-        })?;
+        let lock: Lockfile = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
         if lock.format != FORMAT {
             bail!(
                 "{}: lockfile format {} is not supported (this composer reads format {FORMAT})",
@@ -80,7 +79,12 @@ impl Lockfile {
         }
         for p in &lock.packages {
             if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!("{}: package {} has a malformed sha256 {:?}", path.display(), p.name, p.sha256);
+                bail!(
+                    "{}: package {} has a malformed sha256 {:?}",
+                    path.display(),
+                    p.name,
+                    p.sha256
+                );
             }
         }
         Ok(lock)

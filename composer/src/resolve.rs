@@ -73,7 +73,10 @@ impl AptRoot {
             if let Ok(entries) = fs::read_dir(HOST_SOURCES_DIR) {
                 for e in entries.flatten() {
                     let p = e.path();
-                    if matches!(p.extension().and_then(|x| x.to_str()), Some("list" | "sources")) {
+                    if matches!(
+                        p.extension().and_then(|x| x.to_str()),
+                        Some("list" | "sources")
+                    ) {
                         copy_sources_file(&p, &sources_dir)?;
                         found = true;
                     }
@@ -139,7 +142,10 @@ impl AptRoot {
     pub fn resolve(&self, manifest: &Manifest) -> Result<Vec<Package>> {
         let mut cmd = self.apt_get();
         cmd.args(["install", "--simulate", "-q", "-y"])
-            .arg(format!("-oAPT::Install-Recommends={}", manifest.install_recommends))
+            .arg(format!(
+                "-oAPT::Install-Recommends={}",
+                manifest.install_recommends
+            ))
             .args(["?essential", "?priority(required)"])
             .args(&manifest.packages);
         for deb in &manifest.local_debs {
@@ -159,11 +165,35 @@ impl AptRoot {
     /// Downloads exactly `packages` into the cache (skipping what is there), and returns each
     /// with its `.deb`'s sha256 and path.
     pub fn download(&self, packages: &[Package]) -> Result<Vec<(LockedPackage, PathBuf)>> {
+        let wanted: Vec<String> = packages
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect();
         self.apt_get()
-            .args(["install", "--download-only", "-q", "-y", "--no-install-recommends"])
-            .args(packages.iter().map(|p| format!("{}={}", p.name, p.version)))
+            .args([
+                "install",
+                "--download-only",
+                "-q",
+                "-y",
+                "--no-install-recommends",
+            ])
+            .args(&wanted)
             .run_checked()
             .context("Downloading packages")?;
+        // apt uses packages from file: sources in place instead of copying them into the cache;
+        // copy those, so the pool and the lockfile see every package the same way.
+        if packages
+            .iter()
+            .any(|p| !self.archives.join(archive_file_name(p)).exists())
+        {
+            for (uri, file) in self.uris(&wanted)? {
+                let target = self.archives.join(&file);
+                if let (Some(path), false) = (uri.strip_prefix("file:"), target.exists()) {
+                    fs::copy(path, &target)
+                        .with_context(|| format!("Copying {path} into the cache"))?;
+                }
+            }
+        }
         packages
             .iter()
             .map(|p| {
@@ -183,11 +213,65 @@ impl AptRoot {
             })
             .collect()
     }
+
+    /// (URI, archive file name) of every package apt would fetch for `wanted` into an empty
+    /// cache.
+    fn uris(&self, wanted: &[String]) -> Result<Vec<(String, String)>> {
+        let empty = tempfile::tempdir().context("Creating a scratch directory")?;
+        fs::create_dir_all(empty.path().join("partial"))?;
+        let out = self
+            .apt_get()
+            .arg("-o")
+            .arg(format!("Dir::Cache::archives={}", empty.path().display()))
+            .args([
+                "install",
+                "--print-uris",
+                "-qq",
+                "-y",
+                "--no-install-recommends",
+            ])
+            .args(wanted)
+            .output_checked()
+            .context("Listing package locations")?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let uri = f.next()?.trim_matches('\'');
+                let file = f.next()?;
+                Some((percent_decode(uri), file.to_string()))
+            })
+            .collect())
+    }
+}
+
+/// Decodes `%xx` escapes in a URI path.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The file name apt gives a downloaded package (`:` of an epoch is escaped as `%3a`).
 pub fn archive_file_name(p: &Package) -> String {
-    format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.architecture)
+    format!(
+        "{}_{}_{}.deb",
+        p.name,
+        p.version.replace(':', "%3a"),
+        p.architecture
+    )
 }
 
 /// Parses `Inst NAME (VERSION RELEASE [ARCH])` from `apt-get --simulate`.
@@ -223,7 +307,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("Reading {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("Reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -300,16 +386,25 @@ mod tests {
 
     #[test]
     fn parses_simulated_installs() {
-        let p = parse_inst_line("Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64]) []").unwrap();
-        assert_eq!((p.name.as_str(), p.version.as_str(), p.architecture.as_str()), ("libc6", "2.36-9+deb12u14", "amd64"));
-        let p = parse_inst_line("Inst tzdata (2025b-0+deb12u1 Debian:12.15/oldstable [all])").unwrap();
+        let p = parse_inst_line("Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64]) []")
+            .unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.version.as_str(), p.architecture.as_str()),
+            ("libc6", "2.36-9+deb12u14", "amd64")
+        );
+        let p =
+            parse_inst_line("Inst tzdata (2025b-0+deb12u1 Debian:12.15/oldstable [all])").unwrap();
         assert_eq!(p.architecture, "all");
         assert!(parse_inst_line("Conf libc6 (2.36 Debian [amd64])").is_none());
     }
 
     #[test]
     fn archive_names_escape_epochs() {
-        let p = Package { name: "x".into(), version: "1:2.0-1".into(), architecture: "amd64".into() };
+        let p = Package {
+            name: "x".into(),
+            version: "1:2.0-1".into(),
+            architecture: "amd64".into(),
+        };
         assert_eq!(archive_file_name(&p), "x_1%3a2.0-1_amd64.deb");
     }
 }

@@ -46,15 +46,23 @@ impl Drop for WorkDir {
 }
 
 fn remove_stale(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else { return };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(PREFIX).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             if let Err(e) = remove_tree(&entry.path()) {
-                eprintln!("warning: could not remove stale {}: {e:#}", entry.path().display());
+                eprintln!(
+                    "warning: could not remove stale {}: {e:#}",
+                    entry.path().display()
+                );
             }
         }
     }

@@ -40,8 +40,15 @@ pub fn run(a: DiffArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
     }
-    let name = |v: &Option<String>, c: &str| v.clone().unwrap_or_else(|| c[..12.min(c.len())].to_string());
-    println!("{} → {}", name(&d.from.version, &d.from.commit), name(&d.to.version, &d.to.commit));
+    let name = |v: &Option<String>, c: &str| {
+        v.clone()
+            .unwrap_or_else(|| c[..12.min(c.len())].to_string())
+    };
+    println!(
+        "{} → {}",
+        name(&d.from.version, &d.from.commit),
+        name(&d.to.version, &d.to.commit)
+    );
     for p in &d.added {
         println!("  added      {} {}", p.name, p.version);
     }
@@ -61,6 +68,9 @@ pub fn run(a: DiffArgs) -> Result<()> {
         d.upgraded.len(),
         d.downgraded.len()
     );
-    println!("files: {} added, {} removed, {} changed", d.files.added, d.files.removed, d.files.changed);
+    println!(
+        "files: {} added, {} removed, {} changed",
+        d.files.added, d.files.removed, d.files.changed
+    );
     Ok(())
 }

@@ -61,11 +61,22 @@ pub fn run(a: TreeArgs) -> Result<()> {
         return Ok(());
     }
     match outcome {
-        Outcome::Unchanged { osref, version, commit } => println!(
+        Outcome::Unchanged {
+            osref,
+            version,
+            commit,
+        } => println!(
             "No change: {osref} is already {} ({commit}); nothing written ({elapsed:.1}s)",
             version.as_deref().unwrap_or("unversioned")
         ),
-        Outcome::Committed { osref, version, commit, lockfile, packages, kernel } => {
+        Outcome::Committed {
+            osref,
+            version,
+            commit,
+            lockfile,
+            packages,
+            kernel,
+        } => {
             println!("Committed {osref} {version}");
             println!("  commit:   {commit}");
             println!("  packages: {packages}");

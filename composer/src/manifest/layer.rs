@@ -115,8 +115,7 @@ impl Source<'_> {
 
 fn valid_name(s: &str, extra: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
 }
 
@@ -153,13 +152,19 @@ impl Layer {
         }
         if let Some(os) = &raw.os {
             if !valid_name(os.get_ref(), "-_") {
-                return Err(src.err(os, "`os` must be letters, digits, '-' or '_' (e.g. \"cairn\")"));
+                return Err(src.err(
+                    os,
+                    "`os` must be letters, digits, '-' or '_' (e.g. \"cairn\")",
+                ));
             }
             layer.os = Some(src.locate(os));
         }
         if let Some(stream) = &raw.stream {
             if !valid_name(stream.get_ref(), "-_.") {
-                return Err(src.err(stream, "`stream` must be letters, digits, '-', '_' or '.' (e.g. \"stable\")"));
+                return Err(src.err(
+                    stream,
+                    "`stream` must be letters, digits, '-', '_' or '.' (e.g. \"stable\")",
+                ));
             }
             layer.stream = Some(src.locate(stream));
         }
@@ -179,7 +184,10 @@ impl Layer {
         }
         if let Some(a) = &raw.sources.architecture {
             if !valid_name(a.get_ref(), "-") {
-                return Err(src.err(a, "`architecture` must be a Debian architecture such as \"amd64\""));
+                return Err(src.err(
+                    a,
+                    "`architecture` must be a Debian architecture such as \"amd64\"",
+                ));
             }
             layer.architecture = Some(src.locate(a));
         }
@@ -210,7 +218,17 @@ impl Layer {
         ] {
             for u in list {
                 let name = u.get_ref();
-                let known = [".service", ".socket", ".timer", ".target", ".path", ".mount", ".automount", ".slice", ".swap"];
+                let known = [
+                    ".service",
+                    ".socket",
+                    ".timer",
+                    ".target",
+                    ".path",
+                    ".mount",
+                    ".automount",
+                    ".slice",
+                    ".swap",
+                ];
                 if !valid_name(name, "-_.@:\\") || !known.iter().any(|s| name.ends_with(s)) {
                     return Err(src.err(u, "not a systemd unit name (e.g. \"podman.socket\")"));
                 }
@@ -244,14 +262,20 @@ impl Layer {
         }
         for k in &raw.kernel_args {
             if k.get_ref().is_empty() || k.get_ref().contains(char::is_whitespace) {
-                return Err(src.err(k, "a kernel argument is one word without spaces (e.g. \"console=ttyS0\")"));
+                return Err(src.err(
+                    k,
+                    "a kernel argument is one word without spaces (e.g. \"console=ttyS0\")",
+                ));
             }
             layer.kernel_args.push(k.get_ref().clone());
         }
         for r in &raw.remove_files {
             let g = r.get_ref();
             if !g.starts_with('/') || g.split('/').any(|c| c == "..") {
-                return Err(src.err(r, "remove-files entries are absolute paths in the tree, without '..'"));
+                return Err(src.err(
+                    r,
+                    "remove-files entries are absolute paths in the tree, without '..'",
+                ));
             }
             glob::Pattern::new(g).map_err(|e| src.err(r, format!("bad glob: {e}")))?;
             layer.remove_files.push(g.clone());
@@ -261,10 +285,16 @@ impl Layer {
                 (Some(run), None) => run.clone(),
                 (None, Some(file)) => {
                     let path = src.existing_path(file, "script")?;
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("{}: reading script {}", src.at(file.span()), path.display()))?
+                    std::fs::read_to_string(&path).with_context(|| {
+                        format!("{}: reading script {}", src.at(file.span()), path.display())
+                    })?
                 }
-                _ => return Err(src.err(&s.name, "a [[postprocess]] entry needs exactly one of `run` or `file`")),
+                _ => {
+                    return Err(src.err(
+                        &s.name,
+                        "a [[postprocess]] entry needs exactly one of `run` or `file`",
+                    ))
+                }
             };
             layer.postprocess.push(Script {
                 name: s.name.get_ref().clone(),
@@ -279,7 +309,10 @@ impl Layer {
 fn mirror(m: &super::schema::RawMirror, src: &Source) -> Result<Mirror> {
     let uri = m.uri.get_ref();
     if !(uri.starts_with("http://") || uri.starts_with("https://") || uri.starts_with("file:")) {
-        return Err(src.err(&m.uri, "mirror uri must start with http://, https:// or file:"));
+        return Err(src.err(
+            &m.uri,
+            "mirror uri must start with http://, https:// or file:",
+        ));
     }
     // A file: mirror may be relative to the manifest; apt needs it absolute.
     let uri = match uri.strip_prefix("file:") {
@@ -293,7 +326,11 @@ fn mirror(m: &super::schema::RawMirror, src: &Source) -> Result<Mirror> {
     Ok(Mirror {
         uri,
         suites: m.suites.clone(),
-        components: if m.components.is_empty() { vec!["main".into()] } else { m.components.clone() },
+        components: if m.components.is_empty() {
+            vec!["main".into()]
+        } else {
+            m.components.clone()
+        },
         keyring,
         trusted: m.trusted,
     })
@@ -302,12 +339,20 @@ fn mirror(m: &super::schema::RawMirror, src: &Source) -> Result<Mirror> {
 fn file_entry(f: &super::schema::RawFile, src: &Source) -> Result<FileEntry> {
     let dest = f.dest.get_ref();
     if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") || dest == "/" {
-        return Err(src.err(&f.dest, "`dest` must be an absolute path in the tree, without '..'"));
+        return Err(src.err(
+            &f.dest,
+            "`dest` must be an absolute path in the tree, without '..'",
+        ));
     }
     let source = match (&f.src, &f.content) {
         (Some(s), None) => FileSource::Path(src.existing_path(s, "file")?),
         (None, Some(c)) => FileSource::Content(c.clone()),
-        _ => return Err(src.err(&f.dest, "a [[files]] entry needs exactly one of `src` or `content`")),
+        _ => {
+            return Err(src.err(
+                &f.dest,
+                "a [[files]] entry needs exactly one of `src` or `content`",
+            ))
+        }
     };
     let mode = match &f.mode {
         Some(m) => Some(

@@ -195,7 +195,10 @@ fn collect_layers(
 
 /// Merges layers (in include order) and checks what only the whole can tell.
 fn merge(layers: Vec<Layer>, top: &Path) -> Result<Manifest> {
-    fn last<T: Clone>(layers: &[Layer], get: impl Fn(&Layer) -> Option<&Located<T>>) -> Option<Located<T>> {
+    fn last<T: Clone>(
+        layers: &[Layer],
+        get: impl Fn(&Layer) -> Option<&Located<T>>,
+    ) -> Option<Located<T>> {
         layers.iter().rev().find_map(|l| get(l).cloned())
     }
     fn all<T: Clone>(layers: &[Layer], get: impl Fn(&Layer) -> &Vec<T>) -> Vec<T> {
@@ -228,7 +231,12 @@ fn merge(layers: Vec<Layer>, top: &Path) -> Result<Manifest> {
         }
         .to_string()
         .parse::<OsRef>()
-        .with_context(|| format!("{}: the ref derived from os, sources.suite and stream", top.display()))?
+        .with_context(|| {
+            format!(
+                "{}: the ref derived from os, sources.suite and stream",
+                top.display()
+            )
+        })?
         .to_string(),
     };
     let bootable = layers.iter().rev().find_map(|l| l.bootable).unwrap_or(true);
@@ -262,7 +270,10 @@ fn merge(layers: Vec<Layer>, top: &Path) -> Result<Manifest> {
         disable_units: all(&layers, |l| &l.disable_units),
         mask_units: all(&layers, |l| &l.mask_units),
         groups: all(&layers, |l| &l.groups),
-        users: all(&layers, |l| &l.users).into_iter().map(|u| u.value).collect(),
+        users: all(&layers, |l| &l.users)
+            .into_iter()
+            .map(|u| u.value)
+            .collect(),
         kernel_args: all(&layers, |l| &l.kernel_args),
         remove_files: all(&layers, |l| &l.remove_files),
         postprocess: all(&layers, |l| &l.postprocess),

@@ -54,7 +54,10 @@ enable = ["podman.socket"]
     assert_eq!(m.osref, "cairn/bookworm/x86_64/testing");
     assert_eq!(m.packages, ["podman", "systemd", "udev"]);
     assert_eq!(m.kernel_args, ["quiet", "console=ttyS0"]);
-    assert_eq!(m.enable_units, ["systemd-networkd.service", "podman.socket"]);
+    assert_eq!(
+        m.enable_units,
+        ["systemd-networkd.service", "podman.socket"]
+    );
     assert_eq!(m.files_read.len(), 2);
     assert!(m.files_read[0].ends_with("base.toml"));
 }
@@ -63,9 +66,21 @@ enable = ["podman.socket"]
 fn later_includes_override_earlier_ones_and_diamonds_merge_once() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "base.toml", BASE);
-    write(dir.path(), "a.toml", "include = [\"base.toml\"]\nstream = \"a\"\nkernel-args = [\"a=1\"]\n");
-    write(dir.path(), "b.toml", "include = [\"base.toml\"]\nstream = \"b\"\n");
-    let top = write(dir.path(), "top.toml", "include = [\"a.toml\", \"b.toml\"]\n");
+    write(
+        dir.path(),
+        "a.toml",
+        "include = [\"base.toml\"]\nstream = \"a\"\nkernel-args = [\"a=1\"]\n",
+    );
+    write(
+        dir.path(),
+        "b.toml",
+        "include = [\"base.toml\"]\nstream = \"b\"\n",
+    );
+    let top = write(
+        dir.path(),
+        "top.toml",
+        "include = [\"a.toml\", \"b.toml\"]\n",
+    );
     let m = Manifest::load(&top).unwrap();
     assert_eq!(m.osref, "cairn/bookworm/x86_64/b");
     assert_eq!(m.kernel_args, ["quiet", "a=1"], "base merged once");
@@ -74,7 +89,11 @@ fn later_includes_override_earlier_ones_and_diamonds_merge_once() {
 #[test]
 fn unknown_key_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "bad.toml", "os = \"cairn\"\npakages = [\"x\"]\n");
+    let p = write(
+        dir.path(),
+        "bad.toml",
+        "os = \"cairn\"\npakages = [\"x\"]\n",
+    );
     let err = format!("{:#}", Manifest::load(&p).unwrap_err());
     assert!(err.contains("bad.toml:2:1"), "{err}");
     assert!(err.contains("unknown field `pakages`"), "{err}");
@@ -83,7 +102,11 @@ fn unknown_key_names_file_line_and_column() {
 #[test]
 fn wrong_type_names_the_position() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "bad.toml", "os = \"cairn\"\nbootable = \"yes\"\n");
+    let p = write(
+        dir.path(),
+        "bad.toml",
+        "os = \"cairn\"\nbootable = \"yes\"\n",
+    );
     let err = format!("{:#}", Manifest::load(&p).unwrap_err());
     assert!(err.contains("bad.toml:2:12"), "{err}");
 }
@@ -91,7 +114,11 @@ fn wrong_type_names_the_position() {
 #[test]
 fn missing_required_key_says_which() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "m.toml", "os = \"cairn\"\n[sources]\nsuite = \"bookworm\"\n");
+    let p = write(
+        dir.path(),
+        "m.toml",
+        "os = \"cairn\"\n[sources]\nsuite = \"bookworm\"\n",
+    );
     let err = format!("{:#}", Manifest::load(&p).unwrap_err());
     assert!(err.contains("version-prefix"), "{err}");
 }
@@ -104,8 +131,14 @@ fn invalid_values_point_at_them() {
         ("ref = \"cairn/stable\"\n", ":1:7"),
         ("packages = [\"ok\", \"not ok\"]\n", ":1:19"),
         ("[units]\nenable = [\"podman\"]\n", ":2:11"),
-        ("[[files]]\ndest = \"relative/path\"\ncontent = \"x\"\n", ":2:8"),
-        ("[[files]]\ndest = \"/etc/x\"\ncontent = \"x\"\nmode = \"0999\"\n", ":4:8"),
+        (
+            "[[files]]\ndest = \"relative/path\"\ncontent = \"x\"\n",
+            ":2:8",
+        ),
+        (
+            "[[files]]\ndest = \"/etc/x\"\ncontent = \"x\"\nmode = \"0999\"\n",
+            ":4:8",
+        ),
         ("remove-files = [\"/usr/../etc\"]\n", ":1:17"),
         ("local-debs = [\"missing.deb\"]\n", ":1:15"),
         ("[[postprocess]]\nname = \"x\"\n", ":2:8"),
@@ -131,8 +164,16 @@ fn paths_resolve_against_the_manifest_that_names_them() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("sub")).unwrap();
     fs::write(dir.path().join("sub/motd"), "hello").unwrap();
-    write(dir.path(), "sub/files.toml", "[[files]]\nsrc = \"motd\"\ndest = \"/etc/motd\"\n");
-    let top = write(dir.path(), "top.toml", &format!("include = [\"sub/files.toml\"]\n{BASE}"));
+    write(
+        dir.path(),
+        "sub/files.toml",
+        "[[files]]\nsrc = \"motd\"\ndest = \"/etc/motd\"\n",
+    );
+    let top = write(
+        dir.path(),
+        "top.toml",
+        &format!("include = [\"sub/files.toml\"]\n{BASE}"),
+    );
     let m = Manifest::load(&top).unwrap();
     match &m.files[0].source {
         super::FileSource::Path(p) => assert!(p.ends_with("sub/motd")),

@@ -63,7 +63,12 @@ pub fn apply(tree: &Path, manifest: &Manifest, progress: &Progress) -> Result<()
         progress.step(&format!("Running post-process script {:?}", script.name));
         let mut cmd = chroot::command(tree, &["/bin/sh", "-euc", &script.body, &script.name]);
         cmd.run_streaming(&mut |line| progress.detail(line))
-            .with_context(|| format!("Post-process script {:?} ({}) failed", script.name, script.origin))?;
+            .with_context(|| {
+                format!(
+                    "Post-process script {:?} ({}) failed",
+                    script.name, script.origin
+                )
+            })?;
     }
     for pattern in &manifest.remove_files {
         remove_glob(tree, pattern)?;
@@ -88,7 +93,14 @@ fn add_file(tree: &Path, f: &crate::manifest::FileEntry) -> Result<()> {
         FileSource::Path(src) => {
             // cp keeps modes and copies directories whole; ownership becomes root's.
             let mut cmd = Command::new("cp");
-            cmd.args(["-R", "--no-preserve=ownership", "--preserve=mode,links", "-T"]).arg(src).arg(&dest);
+            cmd.args([
+                "-R",
+                "--no-preserve=ownership",
+                "--preserve=mode,links",
+                "-T",
+            ])
+            .arg(src)
+            .arg(&dest);
             cmd.run_checked()?;
             if let Some(mode) = f.mode {
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
@@ -109,7 +121,10 @@ fn add_user(tree: &Path, u: &crate::manifest::User) -> Result<()> {
     if !u.groups.is_empty() {
         argv.extend(["--groups".into(), u.groups.join(",")]);
     }
-    let home = u.home.clone().or_else(|| (!u.system).then(|| format!("/var/home/{}", u.name)));
+    let home = u
+        .home
+        .clone()
+        .or_else(|| (!u.system).then(|| format!("/var/home/{}", u.name)));
     match &home {
         Some(h) => argv.extend(["--home-dir".into(), h.clone()]),
         None => argv.extend(["--home-dir".into(), "/nonexistent".into()]),
@@ -117,9 +132,19 @@ fn add_user(tree: &Path, u: &crate::manifest::User) -> Result<()> {
     // Homes under /var are created by tmpfiles at boot (see layout), not in the commit.
     argv.push("--no-create-home".into());
     let shell = u.shell.clone().unwrap_or_else(|| {
-        if u.system { "/usr/sbin/nologin" } else { "/bin/bash" }.to_string()
+        if u.system {
+            "/usr/sbin/nologin"
+        } else {
+            "/bin/bash"
+        }
+        .to_string()
     });
-    argv.extend(["--shell".into(), shell, "--user-group".into(), u.name.clone()]);
+    argv.extend([
+        "--shell".into(),
+        shell,
+        "--user-group".into(),
+        u.name.clone(),
+    ]);
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     chroot::output(tree, &refs)?;
     if let Some(h) = home.filter(|h| h.starts_with("/var/home/")) {

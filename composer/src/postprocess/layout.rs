@@ -28,7 +28,13 @@ pub const VAR_FACTORY: &str = "usr/share/factory/var";
 pub const DPKG_DB: &str = "usr/lib/sysimage/dpkg";
 
 /// Paths under `/var` that are junk in a commit: their files are dropped, directories kept.
-const VAR_JUNK: &[&str] = &["var/log", "var/cache", "var/lib/apt/lists", "var/tmp", "var/backups"];
+const VAR_JUNK: &[&str] = &[
+    "var/log",
+    "var/cache",
+    "var/lib/apt/lists",
+    "var/tmp",
+    "var/backups",
+];
 
 /// Top-level directories that become symlinks into `/var` (or `/run`).
 const VAR_LINKS: &[(&str, &str, &str)] = &[
@@ -83,8 +89,11 @@ fn drop_host_state(tree: &Path) -> Result<()> {
     }
     // mmdebstrap copies these from the build machine; a host gets its own at boot.
     remove_path(&etc.join("hostname"))?;
-    fs::write(etc.join("hosts"), "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n")
-        .context("Writing /etc/hosts")?;
+    fs::write(
+        etc.join("hosts"),
+        "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n",
+    )
+    .context("Writing /etc/hosts")?;
     let resolv = etc.join("resolv.conf");
     remove_path(&resolv)?;
     if tree.join("usr/lib/systemd/systemd-resolved").exists() {
@@ -113,7 +122,15 @@ fn move_dpkg_db(tree: &Path) -> Result<()> {
     }
     fs::rename(&from, &to).context("Moving /var/lib/dpkg to /usr/lib/sysimage/dpkg")?;
     // Lock files and backups are host state, not part of the database.
-    for junk in ["lock", "lock-frontend", "triggers/Lock", "status-old", "available-old", "diversions-old", "statoverride-old"] {
+    for junk in [
+        "lock",
+        "lock-frontend",
+        "triggers/Lock",
+        "status-old",
+        "available-old",
+        "diversions-old",
+        "statoverride-old",
+    ] {
         remove_path(&to.join(junk))?;
     }
     symlink("../../usr/lib/sysimage/dpkg", &from)?;
@@ -157,10 +174,14 @@ fn empty_var(tree: &Path) -> Result<()> {
     entries.sort();
     let factory = tree.join(VAR_FACTORY);
     for path in entries {
-        let rel = path.strip_prefix(tree).context("a /var entry outside the tree")?;
+        let rel = path
+            .strip_prefix(tree)
+            .context("a /var entry outside the tree")?;
         let rel_str = rel.to_string_lossy();
         let meta = fs::symlink_metadata(&path)?;
-        let junk = VAR_JUNK.iter().any(|j| rel.starts_with(j) && rel != Path::new(j));
+        let junk = VAR_JUNK
+            .iter()
+            .any(|j| rel.starts_with(j) && rel != Path::new(j));
         let quoted = tmpfiles_quote(&format!("/{rel_str}"));
         if meta.file_type().is_symlink() {
             let target = fs::read_link(&path)?;
@@ -177,23 +198,36 @@ fn empty_var(tree: &Path) -> Result<()> {
             if let Some(parent) = kept.parent() {
                 fs::create_dir_all(parent)?;
             }
-            fs::copy(&path, &kept).with_context(|| format!("Keeping {} in the factory", path.display()))?;
+            fs::copy(&path, &kept)
+                .with_context(|| format!("Keeping {} in the factory", path.display()))?;
             std::os::unix::fs::chown(&kept, Some(meta.uid()), Some(meta.gid()))?;
-            lines.push(format!("C {quoted} - - - - /{}", kept.strip_prefix(tree)?.display()));
+            lines.push(format!(
+                "C {quoted} - - - - /{}",
+                kept.strip_prefix(tree)?.display()
+            ));
             // C copies with the factory file's mode; ownership comes from a z line.
-            lines.push(format!("z {quoted} {:04o} {} {} -", meta.mode() & 0o7777, meta.uid(), meta.gid()));
+            lines.push(format!(
+                "z {quoted} {:04o} {} {} -",
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid()
+            ));
         }
     }
     let conf = tree.join(VAR_TMPFILES);
     if let Some(parent) = conf.parent() {
         fs::create_dir_all(parent)?;
     }
-    fs::write(&conf, lines.join("\n") + "\n").with_context(|| format!("Writing {}", conf.display()))?;
+    fs::write(&conf, lines.join("\n") + "\n")
+        .with_context(|| format!("Writing {}", conf.display()))?;
     empty_dir(&var, 0o755)
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in fs::read_dir(dir).with_context(|| format!("Reading {}", dir.display()))?.flatten() {
+    for e in fs::read_dir(dir)
+        .with_context(|| format!("Reading {}", dir.display()))?
+        .flatten()
+    {
         let p = e.path();
         let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
         out.push(p.clone());
@@ -223,7 +257,8 @@ fn remove_special_files(tree: &Path) -> Result<()> {
     for p in all {
         let t = fs::symlink_metadata(&p)?.file_type();
         if t.is_block_device() || t.is_char_device() || t.is_fifo() || t.is_socket() {
-            fs::remove_file(&p).with_context(|| format!("Removing special file {}", p.display()))?;
+            fs::remove_file(&p)
+                .with_context(|| format!("Removing special file {}", p.display()))?;
         }
     }
     Ok(())
@@ -254,7 +289,15 @@ mod tests {
     fn var_becomes_tmpfiles_and_factory() {
         let dir = tempfile::tempdir().unwrap();
         let t = dir.path();
-        for d in ["etc/ssh", "var/lib/foo", "var/log/apt", "var/lib/dpkg", "root", "usr/lib", "dev"] {
+        for d in [
+            "etc/ssh",
+            "var/lib/foo",
+            "var/log/apt",
+            "var/lib/dpkg",
+            "root",
+            "usr/lib",
+            "dev",
+        ] {
             fs::create_dir_all(t.join(d)).unwrap();
         }
         fs::write(t.join("etc/ssh/ssh_host_ed25519_key"), "secret").unwrap();
@@ -269,20 +312,38 @@ mod tests {
 
         let conf = fs::read_to_string(t.join(VAR_TMPFILES)).unwrap();
         assert!(conf.contains("d /var/lib/foo 0755 0 0 -"), "{conf}");
-        assert!(conf.contains("C /var/lib/foo/state - - - - /usr/share/factory/var/lib/foo/state"), "{conf}");
+        assert!(
+            conf.contains("C /var/lib/foo/state - - - - /usr/share/factory/var/lib/foo/state"),
+            "{conf}"
+        );
         assert!(conf.contains("L /var/run - - - - /run"), "{conf}");
-        assert!(conf.contains("L /var/lib/dpkg - - - - ../../usr/lib/sysimage/dpkg"), "{conf}");
+        assert!(
+            conf.contains("L /var/lib/dpkg - - - - ../../usr/lib/sysimage/dpkg"),
+            "{conf}"
+        );
         assert!(conf.contains("d /var/roothome 0700"), "{conf}");
         assert!(conf.contains("C /var/roothome/.bashrc"), "{conf}");
         assert!(!conf.contains("history.log"), "logs are junk: {conf}");
         assert!(conf.contains("d /var/log/apt"), "{conf}");
         assert_eq!(fs::read_dir(t.join("var")).unwrap().count(), 0);
-        assert_eq!(fs::read_to_string(t.join("usr/lib/sysimage/dpkg/status")).unwrap(), "Package: x\n");
-        assert_eq!(fs::read_to_string(t.join("usr/etc/machine-id")).unwrap(), "");
+        assert_eq!(
+            fs::read_to_string(t.join("usr/lib/sysimage/dpkg/status")).unwrap(),
+            "Package: x\n"
+        );
+        assert_eq!(
+            fs::read_to_string(t.join("usr/etc/machine-id")).unwrap(),
+            ""
+        );
         assert!(!t.join("usr/etc/ssh/ssh_host_ed25519_key").exists());
         assert!(!t.join("etc").exists());
-        assert_eq!(fs::read_link(t.join("home")).unwrap(), Path::new("var/home"));
-        assert_eq!(fs::read_link(t.join("ostree")).unwrap(), Path::new("sysroot/ostree"));
+        assert_eq!(
+            fs::read_link(t.join("home")).unwrap(),
+            Path::new("var/home")
+        );
+        assert_eq!(
+            fs::read_link(t.join("ostree")).unwrap(),
+            Path::new("sysroot/ostree")
+        );
         assert!(t.join("sysroot").is_dir());
     }
 }

@@ -68,9 +68,22 @@ mod tests {
         symlink("/usr/lib", root.join("lib")).unwrap();
         symlink("/tmp/evil", root.join("escape")).unwrap();
         symlink("../../../../..", root.join("up")).unwrap();
-        assert_eq!(resolve_in_root(root, "/lib/x").unwrap(), root.join("usr/lib/x"));
-        assert_eq!(resolve_in_root(root, "/escape/x").unwrap(), root.join("tmp/evil/x"));
-        assert_eq!(resolve_in_root(root, "/up/etc/passwd").unwrap(), root.join("etc/passwd"));
-        assert_eq!(resolve_in_root(root, "/lib").unwrap(), root.join("lib"), "last part not followed");
+        assert_eq!(
+            resolve_in_root(root, "/lib/x").unwrap(),
+            root.join("usr/lib/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/escape/x").unwrap(),
+            root.join("tmp/evil/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/up/etc/passwd").unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/lib").unwrap(),
+            root.join("lib"),
+            "last part not followed"
+        );
     }
 }

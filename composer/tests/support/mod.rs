@@ -15,7 +15,10 @@ pub fn require_root() {
         .find(|l| l.starts_with("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap();
-    assert_eq!(uid, "0", "the composer integration tests need root (mmdebstrap --mode=root); run them as root");
+    assert_eq!(
+        uid, "0",
+        "the composer integration tests need root (mmdebstrap --mode=root); run them as root"
+    );
 }
 
 /// A package to build.
@@ -50,13 +53,18 @@ pub fn build_deb(repo_dir: &Path, deb: &Deb) -> PathBuf {
     }
     fs::create_dir_all(repo_dir).unwrap();
     let out = repo_dir.join(format!("{}_{}_all.deb", deb.name, deb.version));
-    run(Command::new("dpkg-deb").args(["--build", "--root-owner-group"]).arg(r).arg(&out));
+    run(Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(r)
+        .arg(&out));
     out
 }
 
 /// Writes the flat repository index of `repo_dir`.
 pub fn index_repo(repo_dir: &Path) {
-    let out = run(Command::new("apt-ftparchive").args(["packages", "."]).current_dir(repo_dir));
+    let out = run(Command::new("apt-ftparchive")
+        .args(["packages", "."])
+        .current_dir(repo_dir));
     fs::write(repo_dir.join("Packages"), out.stdout).unwrap();
 }
 
@@ -69,17 +77,27 @@ pub fn sources_args(local_repo: &Path, dir: &Path) -> Vec<String> {
     }
     for e in fs::read_dir("/etc/apt/sources.list.d").unwrap().flatten() {
         let p = e.path();
-        if matches!(p.extension().and_then(|x| x.to_str()), Some("list" | "sources")) {
+        if matches!(
+            p.extension().and_then(|x| x.to_str()),
+            Some("list" | "sources")
+        ) {
             host.push(p);
         }
     }
-    assert!(!host.is_empty(), "this machine has no apt sources; the tests need Debian's archive");
+    assert!(
+        !host.is_empty(),
+        "this machine has no apt sources; the tests need Debian's archive"
+    );
     for p in host {
         args.push("--sources".into());
         args.push(p.display().to_string());
     }
     let local = dir.join("local-test.list");
-    fs::write(&local, format!("deb [trusted=yes] file:{} ./\n", local_repo.display())).unwrap();
+    fs::write(
+        &local,
+        format!("deb [trusted=yes] file:{} ./\n", local_repo.display()),
+    )
+    .unwrap();
     args.push("--sources".into());
     args.push(local.display().to_string());
     args
@@ -113,18 +131,28 @@ pub fn compose() -> Command {
 pub fn compose_json(args: &[String]) -> serde_json::Value {
     let out = run(compose().args(args).arg("--json"));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("bad JSON from {args:?}: {e}\n{}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "bad JSON from {args:?}: {e}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
 /// Every ref and its commit, as `ostree refs` + `rev-parse` see them.
 pub fn refs_state(repo: &Path) -> Vec<(String, String)> {
-    let out = run(Command::new("ostree").arg(format!("--repo={}", repo.display())).arg("refs"));
+    let out = run(Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .arg("refs"));
     let mut refs: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|r| {
-            let c = run(Command::new("ostree").arg(format!("--repo={}", repo.display())).args(["rev-parse", r]));
-            (r.to_string(), String::from_utf8_lossy(&c.stdout).trim().to_string())
+            let c = run(Command::new("ostree")
+                .arg(format!("--repo={}", repo.display()))
+                .args(["rev-parse", r]));
+            (
+                r.to_string(),
+                String::from_utf8_lossy(&c.stdout).trim().to_string(),
+            )
         })
         .collect();
     refs.sort();
@@ -138,7 +166,9 @@ pub fn ostree_ls(repo: &Path, rev: &str, path: &str) -> Option<String> {
         .args(["ls", rev, path])
         .output()
         .unwrap();
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Reads a committed file with `ostree cat`.
@@ -148,5 +178,7 @@ pub fn ostree_cat(repo: &Path, rev: &str, path: &str) -> Option<String> {
         .args(["cat", rev, path])
         .output()
         .unwrap();
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }

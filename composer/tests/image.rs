@@ -1,0 +1,423 @@
+//! `cairn-compose image` against a tiny synthetic bootable commit (fake kernel files): the
+//! partition table, the filesystems' contents, the GRUB menu, the deployment, and that loop
+//! devices and mounts are released, also when the build fails. Needs root (loop devices).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const REF: &str = "cairn/bookworm/x86_64/stable";
+const KVER: &str = "6.1.0-test";
+
+fn require_root() {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1));
+    assert_eq!(
+        uid,
+        Some("0"),
+        "the image tests need root (loop devices and mounts)"
+    );
+}
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", dir.path().join("repo").display()))
+            .args(["init", "--mode=archive"]));
+        Fixture { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Commits a synthetic tree as `version`; `generator`: ship /usr/lib/cairn/grub-menu;
+    /// `kernel`: ship the (fake) kernel and initramfs.
+    fn commit(&self, version: &str, generator: bool, kernel: bool) -> String {
+        let tree = self.path(&format!("tree-{version}"));
+        let w = |rel: &str, content: &[u8]| {
+            let p = tree.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, content).unwrap();
+        };
+        if kernel {
+            w(
+                &format!("usr/lib/modules/{KVER}/vmlinuz"),
+                b"not a kernel\n",
+            );
+            w(
+                &format!("usr/lib/modules/{KVER}/initramfs.img"),
+                b"not an initramfs\n",
+            );
+        }
+        let os_release =
+            format!("NAME=Cairn\nID=cairn\nPRETTY_NAME=\"Cairn test\"\nVERSION_ID={version}\n");
+        w("usr/lib/os-release", os_release.as_bytes());
+        w("usr/etc/os-release", os_release.as_bytes());
+        w("usr/etc/hostname", b"cairn-test\n");
+        w(
+            "usr/lib/cairn/kernel-args",
+            b"console=tty0\nconsole=ttyS0,115200n8\n",
+        );
+        w(
+            "usr/lib/cairn/grub.cfg",
+            &fs::read(data("updater/data/grub.cfg")).unwrap(),
+        );
+        if generator {
+            w(
+                "usr/lib/cairn/grub-menu",
+                &fs::read(data("updater/data/grub-menu")).unwrap(),
+            );
+            run(Command::new("chmod")
+                .arg("0755")
+                .arg(tree.join("usr/lib/cairn/grub-menu")));
+        }
+        let commit = run(Command::new("ostree")
+            .arg(format!("--repo={}", self.path("repo").display()))
+            .arg("commit")
+            .arg(format!("--branch={REF}"))
+            .arg(format!("--add-metadata-string=version={version}"))
+            .arg(format!("--add-metadata-string=ostree.linux={KVER}"))
+            .arg("--add-metadata=ostree.bootable=true")
+            .arg(format!("--tree=dir={}", tree.display()))
+            .arg("--owner-uid=0")
+            .arg("--owner-gid=0"));
+        commit.trim().to_string()
+    }
+
+    fn recipe(&self) -> PathBuf {
+        let p = self.path("recipe.toml");
+        fs::write(
+            &p,
+            r##"
+size = "200MiB"
+kernel-args = ["console=ttyS0,115200n8", "quiet"]
+[remote]
+url = "http://updates.invalid/repo/"
+[[partitions]]
+role = "bios-boot"
+size = "1MiB"
+[[partitions]]
+role = "boot"
+label = "cairn-boot"
+size = "64MiB"
+[[partitions]]
+role = "root"
+[[files]]
+dest = "/etc/cairn/config.toml"
+content = "# from the recipe\n"
+mode = "0600"
+"##,
+        )
+        .unwrap();
+        p
+    }
+
+    fn image(&self, output: &Path, extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cairn-compose"))
+            .arg("image")
+            .arg(self.recipe())
+            .arg("--repo")
+            .arg(self.path("repo"))
+            .args(["--ref", REF, "--json", "-o"])
+            .arg(output)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// Loop devices and mounts that belong to this fixture's files, or to any image build.
+    fn leftovers(&self) -> Vec<String> {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mut found: Vec<String> =
+            run(Command::new("losetup").args(["--list", "--noheadings", "-O", "NAME,BACK-FILE"]))
+                .lines()
+                .filter(|l| l.contains(&dir))
+                .map(str::to_string)
+                .collect();
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        found.extend(
+            mounts
+                .lines()
+                .filter(|l| l.contains(&dir) || l.contains("/cairn-image/work-"))
+                .map(str::to_string),
+        );
+        found
+    }
+}
+
+/// Attaches one partition read-only and mounts it; undone on drop.
+struct PartMount {
+    dev: String,
+    dir: PathBuf,
+}
+
+impl PartMount {
+    fn new(disk: &Path, start: u64, size: u64, dir: PathBuf) -> PartMount {
+        let dev = run(Command::new("losetup")
+            .args(["--find", "--show", "--read-only", "--offset"])
+            .arg((start * 512).to_string())
+            .arg("--sizelimit")
+            .arg((size * 512).to_string())
+            .arg(disk))
+        .trim()
+        .to_string();
+        fs::create_dir_all(&dir).unwrap();
+        run(Command::new("mount").args(["-o", "ro"]).arg(&dev).arg(&dir));
+        PartMount { dev, dir }
+    }
+}
+
+impl Drop for PartMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+#[test]
+fn builds_a_bootable_disk() {
+    let fx = Fixture::new();
+    let commit = fx.commit("2026.11.7", true, true);
+    let disk = fx.path("disk.raw");
+    let out = fx.image(&disk, &["--remote-url", "http://10.0.2.2:8080/"]);
+    assert!(
+        out.status.success(),
+        "image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["commit"], commit.as_str());
+    assert_eq!(result["version"], "2026.11.7");
+    assert_eq!(result["format"], "raw");
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+    assert_eq!(fs::metadata(&disk).unwrap().len(), 200 << 20);
+
+    // The partition table.
+    let table: Value =
+        serde_json::from_str(&run(Command::new("sfdisk").arg("--json").arg(&disk))).unwrap();
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(table["partitiontable"]["label"], "gpt");
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[0]["type"], "21686148-6449-6E6F-744E-656564454649");
+    assert_eq!(parts[0]["size"], 2048);
+    assert_eq!(parts[1]["name"], "cairn-boot");
+    assert_eq!(parts[1]["size"], 64 * 2048);
+    assert_eq!(parts[2]["name"], "root");
+    let extent = |p: &Value| (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap());
+
+    // GRUB's boot code in the MBR.
+    let mbr = fs::read(&disk).unwrap()[..512].to_vec();
+    assert_eq!(&mbr[510..], &[0x55, 0xaa]);
+    assert!(
+        mbr.windows(4).any(|w| w == b"GRUB"),
+        "no GRUB boot code in the MBR"
+    );
+
+    let (rs, rl) = extent(&parts[2]);
+    let root = PartMount::new(&disk, rs, rl, fx.path("mnt-root"));
+    let (bs, bl) = extent(&parts[1]);
+    let boot = PartMount::new(&disk, bs, bl, fx.path("mnt-boot"));
+    let boot_uuid = run(Command::new("blkid")
+        .args(["-s", "UUID", "-o", "value"])
+        .arg(&boot.dev))
+    .trim()
+    .to_string();
+    let root_uuid = run(Command::new("blkid")
+        .args(["-s", "UUID", "-o", "value"])
+        .arg(&root.dev))
+    .trim()
+    .to_string();
+
+    // /boot: the static grub.cfg, GRUB's modules, the menu from the generator.
+    assert_eq!(
+        fs::read_to_string(boot.dir.join("grub/grub.cfg")).unwrap(),
+        fs::read_to_string(data("updater/data/grub.cfg")).unwrap()
+    );
+    assert!(boot.dir.join("grub/i386-pc/core.img").exists());
+    let menu = fs::read_to_string(boot.dir.join("loader/grub.cfg")).unwrap();
+    assert!(menu.starts_with("# Written by cairn grub-menu"), "{menu}");
+    let first = menu.lines().find(|l| l.starts_with("menuentry")).unwrap();
+    assert!(
+        first.contains("2026.11.7") || menu.contains("Cairn test"),
+        "{menu}"
+    );
+    let linux = menu
+        .lines()
+        .find(|l| l.trim_start().starts_with("linux "))
+        .unwrap();
+    assert!(
+        linux.contains(&format!(
+            "console=tty0 console=ttyS0,115200n8 quiet root=UUID={root_uuid} rw ostree=/ostree/boot."
+        )),
+        "{linux}"
+    );
+    assert!(!menu.contains("load_video"));
+
+    // The sysroot: remote, ref, deployment, origin, /etc.
+    let config = fs::read_to_string(root.dir.join("ostree/repo/config")).unwrap();
+    assert!(
+        config.contains("[remote \"cairn\"]") && config.contains("url=http://10.0.2.2:8080/"),
+        "{config}"
+    );
+    assert!(config.contains("gpg-verify=false"), "{config}");
+    let refs = run(Command::new("ostree")
+        .arg(format!("--repo={}", root.dir.join("ostree/repo").display()))
+        .arg("refs"));
+    assert_eq!(refs.trim(), format!("cairn:{REF}"));
+    let dep = root
+        .dir
+        .join(format!("ostree/deploy/cairn/deploy/{commit}.0"));
+    let origin = fs::read_to_string(dep.with_extension("0.origin")).unwrap();
+    assert!(origin.contains(&format!("refspec=cairn:{REF}")), "{origin}");
+    let fstab = fs::read_to_string(dep.join("etc/fstab")).unwrap();
+    assert!(
+        fstab.contains(&format!("UUID={boot_uuid} /boot ext4")),
+        "{fstab}"
+    );
+    let cfg = dep.join("etc/cairn/config.toml");
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), "# from the recipe\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&cfg).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(
+        fs::read_to_string(dep.join("etc/hostname")).unwrap(),
+        "cairn-test\n"
+    );
+
+    // `ostree admin status` sees it (boot mounted where it belongs, read-only is enough).
+    drop(boot);
+    drop(root);
+    let rw_root = PartMount::new(&disk, rs, rl, fx.path("mnt-rw"));
+    let status_out = Command::new("ostree")
+        .args(["admin", "status"])
+        .arg(format!("--sysroot={}", rw_root.dir.display()))
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status_out.stdout);
+    assert!(
+        status.contains(&commit) && status.contains("Version: 2026.11.7"),
+        "{status}"
+    );
+    drop(rw_root);
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+}
+
+#[test]
+fn qcow2_output() {
+    let fx = Fixture::new();
+    fx.commit("2026.11.1", true, true);
+    let disk = fx.path("disk.qcow2");
+    let out = fx.image(&disk, &[]);
+    assert!(
+        out.status.success(),
+        "image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_str(&run(Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&disk)))
+    .unwrap();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["virtual-size"], 200u64 << 20);
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+    let names: Vec<_> = fs::read_dir(fx.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.to_string_lossy().contains("partial")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn failures_release_loop_devices_and_leave_no_image() {
+    let fx = Fixture::new();
+    // Fails after the filesystems are mounted (no generator in the commit).
+    fx.commit("2026.11.1", false, true);
+    let disk = fx.path("disk.raw");
+    let out = fx.image(&disk, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/usr/lib/cairn/grub-menu"), "{err}");
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+    assert!(!disk.exists());
+
+    // Fails in `ostree admin deploy`, after the pull (no kernel in the tree).
+    fx.commit("2026.11.2", true, false);
+    let out = fx.image(&disk, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Deploying"), "{err}");
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+    assert!(!disk.exists());
+    let names: Vec<_> = fs::read_dir(fx.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.to_string_lossy().contains("partial")),
+        "{names:?}"
+    );
+
+    // An unknown version is refused before anything is created.
+    let out = fx.image(&disk, &["--version", "9.9.9"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("9.9.9 is not in the history"));
+}
