@@ -1,6 +1,8 @@
 //! Root integration tests: compose against a local apt repository of tiny packages built at
 //! test time, plus Debian's essential set from the machine's apt sources.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::fs;

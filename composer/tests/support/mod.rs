@@ -1,7 +1,7 @@
 //! Shared set-up for the composer's root integration tests: tiny `.deb`s built with dpkg-deb,
 //! a local apt repository, and the machine's own apt sources for Debian's essential set.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
