@@ -71,6 +71,7 @@ impl CommandExt for Command {
             .stderr(writer2)
             .spawn()
             .with_context(|| format!("Starting {desc}"))?;
+        crate::interrupt::set_child(Some(child.id()));
         // Drop our copies of the write end so the read ends at the child's exit.
         self.stdout(Stdio::null()).stderr(Stdio::null());
         let mut kept = Vec::new();

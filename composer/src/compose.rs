@@ -40,6 +40,8 @@ pub struct ComposeOptions {
     pub sources: Vec<PathBuf>,
     /// Compose even when nothing changed.
     pub force: bool,
+    /// Move the committed tree here instead of deleting it.
+    pub keep_tree: Option<PathBuf>,
 }
 
 /// What a compose did.
@@ -215,6 +217,14 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| repo_parent.join(format!("{}-{new_version}.lock.json", manifest.os)));
     Lockfile::new(&manifest.osref, &new_version, locked).write(&lock_path)?;
+    if let Some(keep) = &opts.keep_tree {
+        fs::rename(&tree, keep).with_context(|| {
+            format!(
+                "Keeping the tree in {} (it must not exist, on the cache's filesystem)",
+                keep.display()
+            )
+        })?;
+    }
     Ok(Outcome::Committed {
         osref: manifest.osref.clone(),
         version: new_version,

@@ -1,5 +1,6 @@
 //! Progress for long work: a spinner with the current step on a terminal, plain lines otherwise.
 
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct Progress {
     start: Instant,
     bar: Option<ProgressBar>,
+    steps: RefCell<Vec<(String, Instant)>>,
 }
 
 impl Progress {
@@ -26,11 +28,15 @@ impl Progress {
         Progress {
             start: Instant::now(),
             bar,
+            steps: RefCell::new(Vec::new()),
         }
     }
 
     /// Starts a step: a line that stays.
     pub fn step(&self, what: &str) {
+        self.steps
+            .borrow_mut()
+            .push((what.to_string(), Instant::now()));
         let line = format!("[{:>5.1}s] {what}", self.start.elapsed().as_secs_f64());
         match &self.bar {
             Some(bar) => {
@@ -50,6 +56,20 @@ impl Progress {
             None if line.starts_with("I: ") => eprintln!("    {line}"),
             None => {}
         }
+    }
+
+    /// Each step and the seconds it took (until the next step, or now for the last).
+    pub fn timings(&self) -> Vec<(String, f64)> {
+        let steps = self.steps.borrow();
+        let now = Instant::now();
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, (name, at))| {
+                let end = steps.get(i + 1).map_or(now, |(_, next)| *next);
+                (name.clone(), end.duration_since(*at).as_secs_f64())
+            })
+            .collect()
     }
 
     /// Seconds since the start.

@@ -22,7 +22,10 @@ fn container_host_manifest_composes_a_bootable_container_host() {
     let repo = tmp.path().join("repo");
     let result = compose_json(&[
         "tree".into(),
-        workspace.join("manifests/container-host.toml").display().to_string(),
+        workspace
+            .join("manifests/container-host.toml")
+            .display()
+            .to_string(),
         "--repo".into(),
         repo.display().to_string(),
         "--cache-dir".into(),
@@ -60,13 +63,32 @@ fn container_host_manifest_composes_a_bootable_container_host() {
         String::from_utf8_lossy(&listing.stdout).contains("usr/lib/ostree/ostree-prepare-root"),
         "the initramfs must carry ostree-prepare-root"
     );
-    assert!(ostree_ls(&repo, commit, "/usr/etc/systemd").is_some(), "/etc is committed as /usr/etc");
+    assert!(
+        ostree_ls(&repo, commit, "/usr/etc/systemd").is_some(),
+        "/etc is committed as /usr/etc"
+    );
     assert!(ostree_ls(&repo, commit, "/etc").is_none());
-    assert!(ostree_ls(&repo, commit, "/boot").unwrap().lines().count() == 1, "/boot is empty");
-    for binary in ["/usr/bin/podman", "/usr/bin/crun", "/usr/bin/conmon", "/usr/bin/cairn", "/usr/lib/cairn/grub-menu"] {
-        assert!(ostree_ls(&repo, commit, binary).is_some(), "{binary} is missing");
+    assert!(
+        ostree_ls(&repo, commit, "/boot").unwrap().lines().count() == 1,
+        "/boot is empty"
+    );
+    for binary in [
+        "/usr/bin/podman",
+        "/usr/bin/crun",
+        "/usr/bin/conmon",
+        "/usr/bin/cairn",
+        "/usr/lib/cairn/grub-menu",
+    ] {
+        assert!(
+            ostree_ls(&repo, commit, binary).is_some(),
+            "{binary} is missing"
+        );
     }
-    assert_eq!(ostree_cat(&repo, commit, "/usr/etc/machine-id").unwrap(), "", "no machine-id");
+    assert_eq!(
+        ostree_cat(&repo, commit, "/usr/etc/machine-id").unwrap(),
+        "",
+        "no machine-id"
+    );
     assert!(ostree_ls(&repo, commit, "/usr/lib/sysimage/dpkg/status").is_some());
     let kargs = ostree_cat(&repo, commit, "/usr/lib/cairn/kernel-args").unwrap();
     assert!(kargs.contains("console=ttyS0"), "{kargs}");

@@ -339,3 +339,83 @@ fn count_objects(repo: &Path) -> usize {
     }
     n
 }
+
+#[test]
+fn ctrl_c_during_install_leaves_the_repo_and_no_trees_behind() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let local = dir.join("apt-repo");
+    build_deb(
+        &local,
+        &Deb {
+            name: "cairn-hello",
+            version: "1.0",
+            depends: "",
+            files: &[("/usr/share/h", "h")],
+        },
+    );
+    build_deb(
+        &local,
+        &Deb {
+            name: "cairn-tool",
+            version: "1.0",
+            depends: "",
+            files: &[("/usr/bin/t", "t")],
+        },
+    );
+    index_repo(&local);
+    let manifest = dir.join("m.toml");
+    fs::write(&manifest, "os = \"t\"\nversion-prefix = \"1\"\nbootable = false\npackages = [\"cairn-hello\"]\n[sources]\nsuite = \"bookworm\"\n").unwrap();
+    let repo = dir.join("repo");
+    let args = tree_args(&manifest, &repo, &local, dir);
+    assert_eq!(compose_json(&args)["result"], "committed");
+    let before = refs_state(&repo);
+
+    let mut child = compose()
+        .args(&args)
+        .arg("--force")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        // Interrupt once mmdebstrap is installing into the tree (its mounts are up).
+        if line.contains("extracting archives") || line.contains("installing") {
+            run(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]));
+            break;
+        }
+        line.clear();
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    seen.push_str(&rest);
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "an interrupted compose must fail: {seen}"
+    );
+    assert!(seen.contains("interrupted"), "{seen}");
+    assert_eq!(refs_state(&repo), before, "the ref did not move");
+    let work = shared_cache().join("work");
+    assert_eq!(
+        fs::read_dir(&work).map(|d| d.count()).unwrap_or(0),
+        0,
+        "no tree left: {seen}"
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(work.to_str().unwrap()),
+        "no mounts left under {}",
+        work.display()
+    );
+    run(std::process::Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .arg("fsck"));
+}

@@ -36,7 +36,11 @@ pub fn resolve(repo: &ostree::Repo, rev: &str) -> Result<Option<String>> {
 
 fn load_if_present(repo: &ostree::Repo, commit: &str) -> Result<Option<CommitInfo>> {
     let present = repo
-        .has_object(ostree::ObjectType::Commit, commit, ostree::gio::Cancellable::NONE)
+        .has_object(
+            ostree::ObjectType::Commit,
+            commit,
+            ostree::gio::Cancellable::NONE,
+        )
         .with_context(|| format!("Looking up commit {commit}"))?;
     if !present {
         return Ok(None);
@@ -56,7 +60,10 @@ pub fn find_revision(repo: &ostree::Repo, ref_: Option<&str>, rev: &str) -> Resu
         }
     }
     // A ref, a full checksum or a prefix libostree can expand.
-    if let Ok(Some(commit)) = repo.resolve_rev(rev, true).map(|o| o.map(|s| s.to_string())) {
+    if let Ok(Some(commit)) = repo
+        .resolve_rev(rev, true)
+        .map(|o| o.map(|s| s.to_string()))
+    {
         return CommitInfo::load(repo, &commit);
     }
     // A version on any ref.

@@ -69,7 +69,10 @@ impl CommitInfo {
     pub fn from_variant(commit: &str, variant: &glib::Variant) -> Result<Self> {
         let meta = glib::VariantDict::new(Some(&variant.child_value(0)));
         let packages: Vec<(String, String, String)> = meta
-            .lookup_value(PACKAGES, Some(&<Vec<(String, String, String)>>::static_variant_type()))
+            .lookup_value(
+                PACKAGES,
+                Some(&<Vec<(String, String, String)>>::static_variant_type()),
+            )
             .and_then(|v| v.get())
             .unwrap_or_default();
         let subject: String = variant.child_value(3).get().unwrap_or_default();

@@ -25,8 +25,7 @@ impl FromStr for OsRef {
         let parts: Vec<&str> = s.split('/').collect();
         let valid = |p: &str| {
             !p.is_empty()
-                && p
-                    .chars()
+                && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         };
         if parts.len() != 4 || !parts.iter().all(|p| valid(p)) {
@@ -43,7 +42,11 @@ impl FromStr for OsRef {
 
 impl fmt::Display for OsRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}/{}", self.os, self.suite, self.arch, self.stream)
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.os, self.suite, self.arch, self.stream
+        )
     }
 }
 

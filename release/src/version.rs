@@ -82,7 +82,13 @@ mod tests {
 
     #[test]
     fn next_version_follows_the_highest_counter_not_the_last() {
-        let seen = ["2026.11.0", "2026.11.10", "2026.11.9", "2026.10.44", "2026.11.x"];
+        let seen = [
+            "2026.11.0",
+            "2026.11.10",
+            "2026.11.9",
+            "2026.10.44",
+            "2026.11.x",
+        ];
         assert_eq!(next_version("2026.11", seen), "2026.11.11");
     }
 

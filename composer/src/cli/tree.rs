@@ -30,6 +30,10 @@ pub struct TreeArgs {
     /// manifest's mirrors and the machine's apt sources; repeat for several.
     #[arg(long)]
     sources: Vec<PathBuf>,
+    /// Keep the post-processed tree in this (new) directory after committing, for inspection
+    /// or benchmarks; it must be on the cache's filesystem.
+    #[arg(long)]
+    keep_tree: Option<PathBuf>,
     /// Commit even when the inputs did not change.
     #[arg(long)]
     force: bool,
@@ -51,13 +55,24 @@ pub fn run(a: TreeArgs) -> Result<()> {
             lockfile_out: a.write_lockfile,
             sources: a.sources,
             force: a.force,
+            keep_tree: a.keep_tree,
         },
         &progress,
     )?;
     let elapsed = progress.elapsed();
     progress.finish();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        let mut value = serde_json::to_value(&outcome)?;
+        let timings: serde_json::Map<String, serde_json::Value> = progress
+            .timings()
+            .into_iter()
+            .map(|(step, secs)| (step, serde_json::json!((secs * 1000.0).round() / 1000.0)))
+            .collect();
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("seconds".into(), serde_json::json!(elapsed));
+            obj.insert("steps".into(), serde_json::Value::Object(timings));
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     match outcome {
