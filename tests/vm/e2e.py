@@ -345,6 +345,11 @@ def main():
                 raise TestFailure(f"expected {v1} as the rollback deployment: {versions(st)}")
             guest.sh("test \"$(cat /usr/lib/cairn-e2e/release)\" = v2 && htop --version", 30)
             guest.sh("dpkg -s htop >/dev/null", 30)
+            # v2 comes from the current base.toml, which grows the root filesystem at boot.
+            guest.sh("systemctl is-active cairn-growfs.service", 30)
+            _, failed = guest.sh("systemctl --failed --no-legend --plain", 30, check=False)
+            if failed.strip():
+                log("failed units on v2: " + " ".join(failed.split()))
 
         with phase("rollback"):
             guest.sh("echo edited-on-v2 > /etc/cairn-e2e.conf && mkdir -p /var/lib/cairn-e2e "
