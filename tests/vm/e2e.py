@@ -333,7 +333,9 @@ def main():
 
         with phase("upgrade"):
             guest.sh("/usr/lib/systemd/systemd-networkd-wait-online --timeout=120", 150)
+            t = time.monotonic()
             grub = guest.reboot_with("cairn upgrade --reboot", 900)
+            upgrade_cmd = time.monotonic() - t
             boot_v2 = wait_booted(guest, grub.end(), time.monotonic())
 
         with phase("check-v2"):
@@ -354,7 +356,9 @@ def main():
         with phase("rollback"):
             guest.sh("echo edited-on-v2 > /etc/cairn-e2e.conf && mkdir -p /var/lib/cairn-e2e "
                      "&& echo written-on-v2 > /var/lib/cairn-e2e/data && sync", 30)
+            t = time.monotonic()
             grub = guest.reboot_with("cairn rollback --reboot", 300)
+            rollback_cmd = time.monotonic() - t
             boot_rb = wait_booted(guest, grub.end(), time.monotonic())
 
         with phase("check-rb"):
@@ -389,6 +393,8 @@ def main():
     if ok:
         print(f"  boot to a settled multi-user system (from GRUB): v1 {boot_v1:.0f}s, "
               f"v2 {boot_v2:.0f}s, after rollback {boot_rb:.0f}s")
+        print(f"  until GRUB booted the next entry: `cairn upgrade --reboot` (pull, stage, shutdown, "
+              f"finalize) {upgrade_cmd:.0f}s, `cairn rollback --reboot` {rollback_cmd:.0f}s")
     if ok and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
