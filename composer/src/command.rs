@@ -86,6 +86,9 @@ impl CommandExt for Command {
         let status = child
             .wait()
             .with_context(|| format!("Waiting for {desc}"))?;
+        crate::interrupt::set_child(None);
+        // A subprocess stopped by our own interrupt is not its failure.
+        crate::interrupt::check()?;
         if !status.success() {
             bail!("{desc} failed ({status}):\n{}", tail(&kept.join("\n")));
         }
