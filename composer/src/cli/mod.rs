@@ -2,7 +2,9 @@
 
 mod diff;
 mod image;
+mod keygen;
 mod log;
+mod sign;
 mod tree;
 
 use anyhow::Result;
@@ -22,6 +24,8 @@ enum Command {
     Diff(diff::DiffArgs),
     Log(log::LogArgs),
     Image(image::ImageArgs),
+    Keygen(keygen::KeygenArgs),
+    Sign(sign::SignArgs),
 }
 
 /// Parses the command line and runs it.
@@ -32,6 +36,8 @@ pub fn run() -> Result<()> {
         Command::Diff(a) => diff::run(a),
         Command::Log(a) => log::run(a),
         Command::Image(a) => image::run(a),
+        Command::Keygen(a) => keygen::run(a),
+        Command::Sign(a) => sign::run(a),
     }
 }
 
