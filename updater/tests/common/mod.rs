@@ -10,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_release::metadata;
+use cairn_release::signature::{self, SecretKey};
+use cairn_release::{gio, ostree};
 use serde_json::Value;
 
 pub const STABLE: &str = "cairn/bookworm/x86_64/stable";
@@ -213,6 +215,54 @@ impl Fixture {
             .arg(format!("--repo={}", self.srv.display()))
             .args(["summary", "-u"]));
         commit.trim().to_string()
+    }
+
+    /// The served repository, opened.
+    pub fn srv_repo(&self) -> ostree::Repo {
+        let repo = ostree::Repo::new(&gio::File::for_path(&self.srv));
+        repo.open(gio::Cancellable::NONE).unwrap();
+        repo
+    }
+
+    /// Signs `commit` in the served repository with `key` (as `cairn-compose sign` does).
+    pub fn sign(&self, commit: &str, key: &SecretKey) {
+        signature::sign_commit(&self.srv_repo(), commit, key).unwrap();
+    }
+
+    /// Publishes version `n` on `ref_`, signed with `key`.
+    pub fn publish_signed(&self, ref_: &str, n: u32, key: &SecretKey) -> String {
+        let c = self.publish(ref_, n, 0);
+        self.sign(&c, key);
+        c
+    }
+
+    /// Installs `key`'s public half as `/etc/cairn/trusted.d/NAME.pub` of the default
+    /// deployment (the `/etc` the host runs with; upgrades carry it over).
+    pub fn trust(&self, name: &str, key: &SecretKey) {
+        let dir = self.deployment_dir(0).join("etc/cairn/trusted.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.pub")),
+            format!("{}\n", key.public().to_base64()),
+        )
+        .unwrap();
+    }
+
+    /// The path of `commit`'s object file in the served repository (with `ext`).
+    pub fn srv_object(&self, commit: &str, ext: &str) -> PathBuf {
+        self.srv
+            .join("objects")
+            .join(&commit[..2])
+            .join(format!("{}.{ext}", &commit[2..]))
+    }
+
+    /// How many content objects (`.filez`) the server has sent.
+    pub fn content_requests(&self) -> usize {
+        std::fs::read_to_string(&self.server.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(".filez"))
+            .count()
     }
 
     /// Points `ref_` of the served repository at `commit` (a server-side rollback).
