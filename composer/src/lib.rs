@@ -1,6 +1,7 @@
 //! Cairn's composer: resolves a manifest's Debian packages, installs them with mmdebstrap,
 //! turns the tree into the OSTree layout and commits it as a new version of a ref.
 
+pub mod bundle;
 pub mod cli;
 pub mod command;
 pub mod commit;

@@ -5,6 +5,7 @@
 //! `ostree`, `gio` and `glib` crates so that every Cairn crate links one version of them.
 //! It holds no composing or deploying logic.
 
+pub mod bundle;
 pub mod history;
 pub mod metadata;
 pub mod osref;

@@ -1,5 +1,6 @@
 //! The command line: parse, call an operation, print. No work happens here.
 
+mod bundle;
 mod diff;
 mod image;
 mod keygen;
@@ -26,6 +27,7 @@ enum Command {
     Image(image::ImageArgs),
     Keygen(keygen::KeygenArgs),
     Sign(sign::SignArgs),
+    Bundle(bundle::BundleArgs),
 }
 
 /// Parses the command line and runs it.
@@ -38,6 +40,7 @@ pub fn run() -> Result<()> {
         Command::Image(a) => image::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Sign(a) => sign::run(a),
+        Command::Bundle(a) => bundle::run(a),
     }
 }
 
