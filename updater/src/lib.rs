@@ -8,6 +8,7 @@
 //! commits are accepted (signatures); [`status`] assembles what
 //! `cairn status` shows.
 
+pub mod bundle;
 pub mod check;
 pub mod cleanup;
 pub mod cli;

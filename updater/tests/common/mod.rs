@@ -265,6 +265,61 @@ impl Fixture {
             .count()
     }
 
+    /// Writes a bundle (the shared format of `cairn-compose bundle`) of the served repository
+    /// from `from` (or a full one) to `to`, its manifest signed with `key`.
+    pub fn bundle(&self, from: Option<&str>, to: &str, key: Option<&SecretKey>) -> PathBuf {
+        use cairn_release::bundle;
+        let work = self.dir.path().join(format!("bundle-work-{to}"));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let mut cmd = Command::new("ostree");
+        cmd.arg(format!("--repo={}", self.srv.display()))
+            .args(["static-delta", "generate", "--inline"])
+            .arg(format!("--filename={}", work.join(bundle::DELTA).display()))
+            .arg(format!("--to={to}"));
+        match from {
+            Some(f) => cmd.arg(format!("--from={f}")),
+            None => cmd.arg("--empty"),
+        };
+        run(&mut cmd);
+        let repo = self.srv_repo();
+        std::fs::write(
+            work.join(bundle::COMMIT),
+            signature::commit_bytes(&repo, to).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            work.join(bundle::COMMITMETA),
+            signature::detached_bytes(&repo, to).unwrap(),
+        )
+        .unwrap();
+        let out = self.dir.path().join(format!("{}.cairnbundle", &to[..12]));
+        bundle::write(
+            &out,
+            &work,
+            bundle::Manifest {
+                format: bundle::FORMAT,
+                osref: STABLE.into(),
+                from: from.map(str::to_string),
+                from_version: None,
+                to: to.into(),
+                to_version: None,
+                members: Default::default(),
+            },
+            key,
+        )
+        .unwrap();
+        out
+    }
+
+    /// Whether the host's repository holds commit `commit`.
+    pub fn host_has_commit(&self, commit: &str) -> bool {
+        let repo = ostree::Repo::new(&gio::File::for_path(self.repo()));
+        repo.open(gio::Cancellable::NONE).unwrap();
+        repo.has_object(ostree::ObjectType::Commit, commit, gio::Cancellable::NONE)
+            .unwrap()
+    }
+
     /// Points `ref_` of the served repository at `commit` (a server-side rollback).
     pub fn reset_ref(&self, ref_: &str, commit: &str) {
         run(Command::new("ostree")
