@@ -87,3 +87,47 @@ pub fn list(repo: &ostree::Repo) -> Result<Vec<(Option<String>, String)>> {
         })
         .collect())
 }
+
+/// libostree's modified base64 of a hex checksum (`/` as `_`, no padding), used in delta paths.
+fn mbase64(checksum: &str) -> Result<String> {
+    use base64::Engine;
+    let bytes = hex::decode(checksum).with_context(|| format!("{checksum:?} is not hex"))?;
+    Ok(base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode(bytes)
+        .replace('/', "_"))
+}
+
+/// The directory of the delta `from` → `to` in the repository at `repo_path`.
+pub fn path(repo_path: &Path, from: Option<&str>, to: &str) -> Result<std::path::PathBuf> {
+    let name = match from {
+        Some(f) => format!("{}-{}", mbase64(f)?, mbase64(to)?),
+        None => mbase64(to)?,
+    };
+    let (head, rest) = name.split_at(2);
+    Ok(repo_path.join("deltas").join(head).join(rest))
+}
+
+/// Removes every delta whose start or end commit is no longer in the repository; returns them.
+#[context("Removing static deltas of removed commits")]
+pub fn remove_dangling(
+    repo: &ostree::Repo,
+    repo_path: &Path,
+) -> Result<Vec<(Option<String>, String)>> {
+    let has = |c: &str| {
+        repo.has_object(ostree::ObjectType::Commit, c, gio::Cancellable::NONE)
+            .with_context(|| format!("Looking up commit {c}"))
+    };
+    let mut removed = Vec::new();
+    for (from, to) in list(repo)? {
+        let from_gone = match &from {
+            Some(f) => !has(f)?,
+            None => false,
+        };
+        if from_gone || !has(&to)? {
+            let dir = path(repo_path, from.as_deref(), &to)?;
+            std::fs::remove_dir_all(&dir).with_context(|| format!("Removing {}", dir.display()))?;
+            removed.push((from, to));
+        }
+    }
+    Ok(removed)
+}

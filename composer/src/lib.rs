@@ -15,6 +15,7 @@ pub mod lockfile;
 pub mod manifest;
 pub mod postprocess;
 pub mod progress;
+pub mod prune;
 pub mod resolve;
 pub mod sign;
 pub mod workdir;

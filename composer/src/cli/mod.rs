@@ -5,6 +5,7 @@ mod diff;
 mod image;
 mod keygen;
 mod log;
+mod prune;
 mod sign;
 mod tree;
 
@@ -28,6 +29,7 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     Sign(sign::SignArgs),
     Bundle(bundle::BundleArgs),
+    Prune(prune::PruneArgs),
 }
 
 /// Parses the command line and runs it.
@@ -41,6 +43,7 @@ pub fn run() -> Result<()> {
         Command::Keygen(a) => keygen::run(a),
         Command::Sign(a) => sign::run(a),
         Command::Bundle(a) => bundle::run(a),
+        Command::Prune(a) => prune::run(a),
     }
 }
 
