@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use cairn_release::signature::{self, PublicKey, TrustedKeys};
+use cairn_release::signature::{self, TrustedKeys};
 use fn_error_context::context;
 
 use crate::config::Config;
@@ -35,8 +35,8 @@ pub struct Policy {
 /// How a commit passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Signed by this trusted key.
-    Signed(PublicKey),
+    /// Signed by a trusted key: its file (or base64 key).
+    Signed(String),
     /// Not checked: no signature is required.
     NotRequired,
 }
@@ -85,7 +85,7 @@ impl Policy {
         }
         let key = signature::verify_commit(repo, commit, &self.trusted)?;
         log::info!("commit {commit}: valid signature by {key}");
-        Ok(Verdict::Signed(key))
+        Ok(Verdict::Signed(key.to_string()))
     }
 
     /// Checks a commit given as bytes with its serialized detached metadata (from a bundle),
@@ -111,7 +111,7 @@ impl Policy {
             commit,
             &self.trusted,
         )?;
-        Ok(Verdict::Signed(key.clone()))
+        Ok(Verdict::Signed(key.to_string()))
     }
 }
 
