@@ -6,17 +6,18 @@
 # Bytes are divided by the size of the changed packages' .debs (what apt would download);
 # times by `ostree pull-local` of the same commit into the same starting repository.
 #
-# Usage (root, from anywhere; after `cargo build [--release]`):
+# Both commits are composed here, with the same binaries, so that the only difference is the
+# package (a tip composed elsewhere may carry another build of /usr/bin/cairn).
+#
+# Usage (root, from anywhere; after `cargo build --release`):
 #   bash bench/transport.sh [WORKDIR]
-# Environment: SRC_REPO (a repo holding container-host versions; default build/repo),
-#   REF (default cairn/bookworm/x86_64/stable), CACHE (package cache; default build/cache),
-#   BIN (directory with cairn-compose; default target/release, else target/debug).
-# Costs one compose (~4 min CPU): the one-package commit is composed on top of SRC_REPO's tip.
+# Environment: CACHE (package cache; default build/cache), BIN (directory with cairn-compose;
+#   default target/release, else target/debug).
+# Costs two composes (~4 min CPU each, package cache warm after the first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(realpath -m "${1:-build/transport-bench}")
-src=${SRC_REPO:-build/repo}
-ref=${REF:-cairn/bookworm/x86_64/stable}
+ref=cairn/bookworm/x86_64/stable
 cache=${CACHE:-build/cache}
 bin=${BIN:-target/release}
 [ -x "$bin/cairn-compose" ] || bin=target/debug
@@ -27,13 +28,14 @@ now() { date +%s.%N; }
 py() { python3 -c "$@"; }
 ratio() { py "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
-echo "== copy the tip of $ref from $src"
-ostree init --repo="$work/repo" --mode=archive
-ostree pull-local --repo="$work/repo" --depth=0 "$src" "$ref" >/dev/null
-base=$(ostree rev-parse --repo="$work/repo" "$ref")
 "$compose" keygen -o "$work/release.key" >/dev/null
+echo "== compose the container host (base)"
+"$compose" tree manifests/container-host.toml --repo "$work/repo" --cache-dir "$cache" \
+  --write-lockfile "$work/base.lock.json" --sign-key "$work/release.key" --force --json \
+  > "$work/base.json"
+base=$(ostree rev-parse --repo="$work/repo" "$ref")
 
-echo "== compose the one-package change, signed, with a delta from the tip ($base)"
+echo "== compose the one-package change, signed, with a static delta from the base"
 "$compose" tree bench/one-package.toml --repo "$work/repo" --cache-dir "$cache" \
   --write-lockfile "$work/one.lock.json" --sign-key "$work/release.key" --deltas 1 --json \
   > "$work/compose.json"
@@ -89,13 +91,21 @@ t0=$(now); ostree pull-local --repo="$work/host-local" "$work/repo" "$new" >/dev
 t_local=$(py "print($t1-$t0)")
 
 echo "== object-by-object pull over HTTP"
+# As `cairn upgrade` does: the commit object and its detached metadata first (the signature is
+# checked between the two), then the tree by checksum. Both steps are counted.
 host objects; : > "$work/server.log"
-t0=$(now); ostree pull --repo="$work/host-objects" --disable-static-deltas origin "$new" >/dev/null; t1=$(now)
+t0=$(now)
+ostree pull --repo="$work/host-objects" --commit-metadata-only origin "$new" >/dev/null
+ostree pull --repo="$work/host-objects" --disable-static-deltas origin "$new" >/dev/null
+t1=$(now)
 t_objects=$(py "print($t1-$t0)"); b_objects=$(served)
 
 echo "== static delta pull over HTTP"
 host delta; : > "$work/server.log"
-t0=$(now); ostree pull --repo="$work/host-delta" origin "$new" >/dev/null; t1=$(now)
+t0=$(now)
+ostree pull --repo="$work/host-delta" --commit-metadata-only origin "$new" >/dev/null
+ostree pull --repo="$work/host-delta" origin "$new" >/dev/null
+t1=$(now)
 t_delta=$(py "print($t1-$t0)"); b_delta=$(served)
 grep -q /deltas/ "$work/server.log" || { echo "the pull did not use the delta" >&2; exit 1; }
 
