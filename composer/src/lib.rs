@@ -18,4 +18,5 @@ pub mod progress;
 pub mod prune;
 pub mod resolve;
 pub mod sign;
+pub mod tree_writer;
 pub mod workdir;
