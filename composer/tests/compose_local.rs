@@ -56,6 +56,7 @@ fn tree_args(manifest: &Path, repo: &Path, local: &Path, dir: &Path) -> Vec<Stri
 #[test]
 fn compose_recompose_upgrade_diff_lockfile_and_failure() {
     require_root();
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let local = dir.join("apt-repo");
@@ -366,6 +367,7 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
 #[test]
 fn a_package_that_does_not_exist_is_named() {
     require_root();
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let local = dir.join("apt-repo");
@@ -405,6 +407,7 @@ fn ctrl_c_during_install_leaves_the_repo_and_no_trees_behind() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     require_root();
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let local = dir.join("apt-repo");
