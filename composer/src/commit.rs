@@ -1,6 +1,7 @@
 //! Writing a tree into an OSTree repository as a commit on a ref, in one libostree transaction:
 //! the ref moves only when the whole commit is written, so a failure or an interrupt leaves
 //! the repository exactly as it was (libostree drops the half-written staging area later).
+//! With a signing key, the signature (detached metadata) is written in that same transaction.
 
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use cairn_release::gio;
 use cairn_release::glib;
 use cairn_release::ostree;
 use cairn_release::ostree::prelude::*;
+use cairn_release::signature::{self, SecretKey};
 
 /// Opens the archive repository at `path`, creating it if it does not exist.
 pub fn open_or_create(path: &Path) -> Result<ostree::Repo> {
@@ -38,6 +40,8 @@ pub struct CommitRequest<'a> {
     pub metadata: glib::Variant,
     /// Commit timestamp.
     pub timestamp: u64,
+    /// Sign the commit with this key in the same transaction (before the ref moves).
+    pub sign_key: Option<&'a SecretKey>,
 }
 
 /// Commits the tree and moves the ref; returns the checksum.
@@ -83,6 +87,11 @@ fn write(
             Some(cancellable),
         )
         .context("Writing the commit")?;
+    if let Some(key) = req.sign_key {
+        // Detached metadata written inside the transaction lands with the commit: a failure
+        // here aborts both, and the ref never points at an unsigned commit.
+        signature::sign_commit(repo, &checksum, key)?;
+    }
     repo.transaction_set_ref(None, req.osref, Some(&checksum));
     repo.commit_transaction(Some(cancellable))
         .context("Committing the repository transaction")?;

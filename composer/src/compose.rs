@@ -1,7 +1,8 @@
 //! `cairn-compose tree`: one manifest to one new version on its ref.
 //!
 //! resolve (apt, or a lockfile) → inputs hash → unchanged? stop → download into the cache →
-//! install (mmdebstrap) → post-process → commit (one libostree transaction) → lockfile.
+//! install (mmdebstrap) → post-process → commit (one libostree transaction, signed inside it
+//! with `--sign-key`) → static deltas from the previous versions → summary → lockfile.
 //! Everything before the commit happens in a work directory that is removed on every exit path;
 //! the repository changes only in the final transaction.
 
@@ -21,7 +22,8 @@ use crate::manifest::{FileSource, Manifest};
 use crate::progress::Progress;
 use crate::resolve::{make_flat_repo, sha256_file, AptRoot};
 use crate::workdir::WorkDir;
-use crate::{commit, install, interrupt, postprocess};
+use crate::{commit, delta, install, interrupt, postprocess};
+use cairn_release::signature::SecretKey;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -42,6 +44,10 @@ pub struct ComposeOptions {
     pub force: bool,
     /// Move the committed tree here instead of deleting it.
     pub keep_tree: Option<PathBuf>,
+    /// Sign the new commit with this ed25519 secret key file (in the commit's transaction).
+    pub sign_key: Option<PathBuf>,
+    /// Static deltas to the new commit from this many previous versions.
+    pub deltas: usize,
 }
 
 /// What a compose did.
@@ -73,6 +79,10 @@ pub enum Outcome {
         packages: usize,
         /// The kernel, if bootable.
         kernel: Option<String>,
+        /// Whether the commit was signed.
+        signed: bool,
+        /// Versions (or commits) a static delta to the new commit starts from.
+        deltas_from: Vec<String>,
     },
 }
 
@@ -88,6 +98,8 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         None => repo_parent.join("cache"),
     };
     let lock_in = opts.lockfile.as_deref().map(Lockfile::read).transpose()?;
+    // A bad key should fail now, not after minutes of installing.
+    let sign_key = opts.sign_key.as_deref().map(SecretKey::load).transpose()?;
 
     let repo = commit::open_or_create(&opts.repo)?;
     let previous = history::resolve(&repo, &manifest.osref)?;
@@ -207,9 +219,24 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
             subject: &subject,
             metadata,
             timestamp: epoch,
+            sign_key: sign_key.as_ref(),
         },
         &interrupt::cancellable(),
     )?;
+    let mut deltas_from = Vec::new();
+    if opts.deltas > 0 {
+        progress.step("Generating static deltas");
+        // The commit is in: a delta that fails is a warning, not a failed compose.
+        match delta::generate_from_ancestors(&repo, &checksum, opts.deltas) {
+            Ok(written) => {
+                deltas_from = written
+                    .into_iter()
+                    .map(|d| d.from_version.or(d.from).unwrap_or_default())
+                    .collect()
+            }
+            Err(e) => progress.step(&format!("warning: {e:#}")),
+        }
+    }
     commit::regenerate_summary(&repo)?;
 
     let lock_path = opts
@@ -232,6 +259,8 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         lockfile: lock_path,
         packages: packages.len(),
         kernel: facts.kernel,
+        signed: sign_key.is_some(),
+        deltas_from,
     })
 }
 

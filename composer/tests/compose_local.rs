@@ -56,6 +56,7 @@ fn tree_args(manifest: &Path, repo: &Path, local: &Path, dir: &Path) -> Vec<Stri
 #[test]
 fn compose_recompose_upgrade_diff_lockfile_and_failure() {
     require_root();
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let local = dir.join("apt-repo");
@@ -185,9 +186,24 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
         },
     );
     index_repo(&local);
-    let second = compose_json(&args);
+    let key = dir.join("release.key");
+    compose_json(&["keygen".into(), "-o".into(), key.display().to_string()]);
+    let mut signed = args.clone();
+    signed.extend(["--sign-key".into(), key.display().to_string()]);
+    let second = compose_json(&signed);
     assert_eq!(second["result"], "committed", "{second}");
     assert_eq!(second["version"], "2026.11.1");
+    assert_eq!(second["signed"], true, "{second}");
+    assert_eq!(second["deltas_from"], serde_json::json!(["2026.11.0"]));
+    let commitmeta = repo.join(format!(
+        "objects/{}/{}.commitmeta",
+        &second["commit"].as_str().unwrap()[..2],
+        &second["commit"].as_str().unwrap()[2..]
+    ));
+    assert!(
+        commitmeta.exists(),
+        "the signature is in the detached metadata"
+    );
     let c2 = second["commit"].as_str().unwrap().to_string();
     assert_eq!(
         ostree_cat(&repo, &c2, "/usr/share/cairn-hello/greeting").unwrap(),
@@ -245,6 +261,10 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
     let third = compose_json(&locked);
     assert_eq!(third["result"], "committed", "{third}");
     assert_eq!(third["version"], "2026.11.2");
+    assert_eq!(
+        third["deltas_from"],
+        serde_json::json!(["2026.11.1", "2026.11.0"])
+    );
     let c3 = third["commit"].as_str().unwrap().to_string();
     assert_eq!(
         ostree_cat(&repo, &c3, "/usr/share/cairn-hello/greeting").unwrap(),
@@ -302,6 +322,47 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
         !work.join(format!("work-{pid}")).exists(),
         "temporary trees are removed"
     );
+    // 6. Sign an existing version, bundle, prune.
+    run(compose()
+        .args(["sign", "2026.11.2", "--repo"])
+        .arg(&repo)
+        .arg("--key")
+        .arg(&key));
+    let bundle = dir.join("update.cairnbundle");
+    let b = compose_json(&[
+        "bundle".into(),
+        "--repo".into(),
+        repo.display().to_string(),
+        "--from".into(),
+        "2026.11.0".into(),
+        "--to".into(),
+        "2026.11.2".into(),
+        "-o".into(),
+        bundle.display().to_string(),
+        "--sign-key".into(),
+        key.display().to_string(),
+    ]);
+    assert_eq!(b["commit_signed"], true, "{b}");
+    assert_eq!(b["manifest"]["ref"], osref);
+    assert!(bundle.exists());
+    let p = compose_json(&[
+        "prune".into(),
+        "--repo".into(),
+        repo.display().to_string(),
+        "--keep".into(),
+        "1".into(),
+        "--keep-version".into(),
+        "2026.11.0".into(),
+    ]);
+    assert_eq!(p["removed"][0]["version"], "2026.11.1", "{p}");
+    assert_eq!(p["removed"].as_array().unwrap().len(), 1, "{p}");
+    let log = compose_json(&[
+        "log".into(),
+        osref.into(),
+        "--repo".into(),
+        repo.display().to_string(),
+    ]);
+    assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
     run(std::process::Command::new("ostree")
         .arg(format!("--repo={}", repo.display()))
         .arg("fsck"));
@@ -310,6 +371,7 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
 #[test]
 fn a_package_that_does_not_exist_is_named() {
     require_root();
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let local = dir.join("apt-repo");
@@ -349,6 +411,7 @@ fn ctrl_c_during_install_leaves_the_repo_and_no_trees_behind() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     require_root();
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let local = dir.join("apt-repo");

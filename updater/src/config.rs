@@ -28,6 +28,8 @@ pub struct Config {
     pub source: SourceConfig,
     /// Boot loader settings.
     pub bootloader: BootloaderConfig,
+    /// Signature checks.
+    pub verify: VerifyConfig,
 }
 
 /// `[source]`: overrides for what the deployment's origin file says.
@@ -49,6 +51,16 @@ pub struct BootloaderConfig {
     /// The GRUB menu generator libostree runs (`OSTREE_GRUB2_EXEC`); default
     /// `/usr/lib/cairn/grub-menu` of the running tree.
     pub grub_generator: Option<PathBuf>,
+}
+
+/// `[verify]`: which commits a host accepts (see [`crate::verify`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Refuse commits without a valid ed25519 signature by a trusted key. Default: true when
+    /// any trusted key is installed (`/etc/cairn/trusted.d/*.pub`,
+    /// `/usr/lib/cairn/trusted.d/*.pub`), false otherwise.
+    pub require_signature: Option<bool>,
 }
 
 impl Config {

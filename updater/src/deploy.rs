@@ -2,9 +2,10 @@
 //! `deploy` (a given version or commit of that ref, older allowed) and `rebase` (another ref).
 //!
 //! Each operation holds the sysroot lock throughout, decides from commit metadata alone
-//! (cheap), then fetches the full tree and writes the deployment (see [`Host::deploy`]). Until
-//! that last step nothing but the repository changes, so a failure or a kill at any point
-//! leaves the current default deployment in place.
+//! (cheap), checks the commit's signature against the host's trusted keys ([`crate::verify`]),
+//! then fetches the full tree and writes the deployment (see [`Host::deploy`]). Until that
+//! last step nothing but the repository changes, so a failure or a kill at any point leaves
+//! the current default deployment in place.
 
 use std::cmp::Ordering;
 use std::process::Command;
@@ -16,9 +17,9 @@ use fn_error_context::context;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::pull;
 use crate::source::Source;
 use crate::sysroot::{DeployMode, DeploymentInfo, Host, Kargs};
+use crate::{pull, verify};
 
 /// A commit, briefly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -129,6 +130,7 @@ pub fn upgrade(host: &Host, config: &Config, wait: bool) -> Result<Outcome> {
             );
         }
     }
+    verify::verify_commit(host, config, &tip.commit)?;
     pull::fetch_tree(host, &source, &tip.commit)?;
     let mode = host.deploy(&lock, &tip.commit, &source.refspec(), &Kargs::Inherit)?;
     log::info!(
@@ -163,6 +165,7 @@ pub fn deploy_revision(host: &Host, config: &Config, rev: &str, wait: bool) -> R
             });
         }
     }
+    verify::verify_commit(host, config, &found.commit)?;
     pull::fetch_tree(host, &source, &found.commit)?;
     let mode = host.deploy(&lock, &found.commit, &source.refspec(), &Kargs::Inherit)?;
     log::info!(
@@ -206,6 +209,7 @@ pub fn rebase(host: &Host, config: &Config, target: &str, wait: bool) -> Result<
             });
         }
     }
+    verify::verify_commit(host, config, &tip.commit)?;
     pull::fetch_tree(host, &source, &tip.commit)?;
     let mode = host.deploy(&lock, &tip.commit, &source.refspec(), &Kargs::Inherit)?;
     log::info!(

@@ -4,9 +4,11 @@
 //! Layout: [`cli`] parses arguments and prints; the domain modules do the work.
 //! [`sysroot`] is the only module that holds libostree deployments and converts them into plain
 //! [`sysroot::DeploymentInfo`] values; [`pull`] talks to remotes; [`deploy`], [`check`],
-//! [`rollback`], [`cleanup`] and [`kargs`] are the operations; [`status`] assembles what
+//! [`rollback`], [`cleanup`] and [`kargs`] are the operations; [`verify`] decides which
+//! commits are accepted (signatures); [`status`] assembles what
 //! `cairn status` shows.
 
+pub mod bundle;
 pub mod check;
 pub mod cleanup;
 pub mod cli;
@@ -23,3 +25,4 @@ pub mod source;
 pub mod state;
 pub mod status;
 pub mod sysroot;
+pub mod verify;

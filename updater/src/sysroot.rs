@@ -203,6 +203,16 @@ impl Host {
         Some(self.deployment_path(&merge).join("etc"))
     }
 
+    /// The root of the tree the host runs: `/` on the booted root, else the stateroot's
+    /// default deployment, if there is one.
+    pub fn tree_root(&self) -> Option<PathBuf> {
+        if self.path == Path::new("/") && self.is_booted() {
+            return Some(PathBuf::from("/"));
+        }
+        let merge = self.sysroot.merge_deployment(Some(&self.osname))?;
+        Some(self.deployment_path(&merge))
+    }
+
     /// Every deployment, in libostree's order (index 0 boots next).
     pub fn deployments(&self) -> Vec<DeploymentInfo> {
         let repo = self.repo();

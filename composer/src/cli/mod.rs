@@ -1,8 +1,12 @@
 //! The command line: parse, call an operation, print. No work happens here.
 
+mod bundle;
 mod diff;
 mod image;
+mod keygen;
 mod log;
+mod prune;
+mod sign;
 mod tree;
 
 use anyhow::Result;
@@ -22,6 +26,10 @@ enum Command {
     Diff(diff::DiffArgs),
     Log(log::LogArgs),
     Image(image::ImageArgs),
+    Keygen(keygen::KeygenArgs),
+    Sign(sign::SignArgs),
+    Bundle(bundle::BundleArgs),
+    Prune(prune::PruneArgs),
 }
 
 /// Parses the command line and runs it.
@@ -32,6 +40,10 @@ pub fn run() -> Result<()> {
         Command::Diff(a) => diff::run(a),
         Command::Log(a) => log::run(a),
         Command::Image(a) => image::run(a),
+        Command::Keygen(a) => keygen::run(a),
+        Command::Sign(a) => sign::run(a),
+        Command::Bundle(a) => bundle::run(a),
+        Command::Prune(a) => prune::run(a),
     }
 }
 

@@ -34,6 +34,13 @@ pub struct TreeArgs {
     /// or benchmarks; it must be on the cache's filesystem.
     #[arg(long)]
     keep_tree: Option<PathBuf>,
+    /// Sign the new commit with this ed25519 secret key (from `cairn-compose keygen`), in the
+    /// commit's own transaction: the ref never points at an unsigned commit.
+    #[arg(long, value_name = "KEYFILE")]
+    sign_key: Option<PathBuf>,
+    /// Write static deltas to the new commit from this many previous versions (0: none).
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    deltas: usize,
     /// Commit even when the inputs did not change.
     #[arg(long)]
     force: bool,
@@ -56,6 +63,8 @@ pub fn run(a: TreeArgs) -> Result<()> {
             sources: a.sources,
             force: a.force,
             keep_tree: a.keep_tree,
+            sign_key: a.sign_key,
+            deltas: a.deltas,
         },
         &progress,
     )?;
@@ -91,12 +100,21 @@ pub fn run(a: TreeArgs) -> Result<()> {
             lockfile,
             packages,
             kernel,
+            signed,
+            deltas_from,
         } => {
             println!("Committed {osref} {version}");
             println!("  commit:   {commit}");
             println!("  packages: {packages}");
             if let Some(k) = kernel {
                 println!("  kernel:   {k}");
+            }
+            println!(
+                "  signed:   {}",
+                if signed { "yes (ed25519)" } else { "no" }
+            );
+            if !deltas_from.is_empty() {
+                println!("  deltas:   from {}", deltas_from.join(", "));
             }
             println!("  lockfile: {}", lockfile.display());
             println!("  took:     {elapsed:.1}s");

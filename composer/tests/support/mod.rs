@@ -104,6 +104,14 @@ pub fn sources_args(local_repo: &Path, dir: &Path) -> Vec<String> {
 }
 
 /// A shared package cache, so the essential set is downloaded once for all tests.
+/// Tests that compose share [`shared_cache`] and build same-named test packages with different
+/// contents, and one of them checks that the cache's work area is empty: they must not run at
+/// the same time. Each takes this guard first.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub fn shared_cache() -> PathBuf {
     let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose-cache");
     fs::create_dir_all(&p).unwrap();

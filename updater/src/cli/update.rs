@@ -11,6 +11,10 @@ use crate::deploy::{self, Outcome};
 /// Arguments of `cairn upgrade`.
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
+    /// Take the update from this bundle file (`cairn-compose bundle`) instead of the remote;
+    /// it is checked whole (hashes, signatures) before anything is written.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<std::path::PathBuf>,
     /// Reboot (`systemctl reboot`) after a new deployment was staged.
     #[arg(long)]
     pub reboot: bool,
@@ -41,7 +45,10 @@ pub struct RebaseArgs {
 }
 
 pub(super) fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<ExitCode> {
-    let outcome = deploy::upgrade(&ctx.host, &ctx.config, ctx.wait)?;
+    let outcome = match &args.bundle {
+        Some(file) => crate::bundle::upgrade(&ctx.host, &ctx.config, file, ctx.wait)?,
+        None => deploy::upgrade(&ctx.host, &ctx.config, ctx.wait)?,
+    };
     finish(ctx, &outcome, args.reboot)
 }
 

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_release::metadata;
+use cairn_release::signature::{self, SecretKey};
+use cairn_release::{gio, ostree};
 use serde_json::Value;
 
 pub const STABLE: &str = "cairn/bookworm/x86_64/stable";
@@ -213,6 +215,109 @@ impl Fixture {
             .arg(format!("--repo={}", self.srv.display()))
             .args(["summary", "-u"]));
         commit.trim().to_string()
+    }
+
+    /// The served repository, opened.
+    pub fn srv_repo(&self) -> ostree::Repo {
+        let repo = ostree::Repo::new(&gio::File::for_path(&self.srv));
+        repo.open(gio::Cancellable::NONE).unwrap();
+        repo
+    }
+
+    /// Signs `commit` in the served repository with `key` (as `cairn-compose sign` does).
+    pub fn sign(&self, commit: &str, key: &SecretKey) {
+        signature::sign_commit(&self.srv_repo(), commit, key).unwrap();
+    }
+
+    /// Publishes version `n` on `ref_`, signed with `key`.
+    pub fn publish_signed(&self, ref_: &str, n: u32, key: &SecretKey) -> String {
+        let c = self.publish(ref_, n, 0);
+        self.sign(&c, key);
+        c
+    }
+
+    /// Installs `key`'s public half as `/etc/cairn/trusted.d/NAME.pub` of the default
+    /// deployment (the `/etc` the host runs with; upgrades carry it over).
+    pub fn trust(&self, name: &str, key: &SecretKey) {
+        let dir = self.deployment_dir(0).join("etc/cairn/trusted.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.pub")),
+            format!("{}\n", key.public().to_base64()),
+        )
+        .unwrap();
+    }
+
+    /// The path of `commit`'s object file in the served repository (with `ext`).
+    pub fn srv_object(&self, commit: &str, ext: &str) -> PathBuf {
+        self.srv
+            .join("objects")
+            .join(&commit[..2])
+            .join(format!("{}.{ext}", &commit[2..]))
+    }
+
+    /// How many content objects (`.filez`) the server has sent.
+    pub fn content_requests(&self) -> usize {
+        std::fs::read_to_string(&self.server.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(".filez"))
+            .count()
+    }
+
+    /// Writes a bundle (the shared format of `cairn-compose bundle`) of the served repository
+    /// from `from` (or a full one) to `to`, its manifest signed with `key`.
+    pub fn bundle(&self, from: Option<&str>, to: &str, key: Option<&SecretKey>) -> PathBuf {
+        use cairn_release::bundle;
+        let work = self.dir.path().join(format!("bundle-work-{to}"));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let mut cmd = Command::new("ostree");
+        cmd.arg(format!("--repo={}", self.srv.display()))
+            .args(["static-delta", "generate", "--inline"])
+            .arg(format!("--filename={}", work.join(bundle::DELTA).display()))
+            .arg(format!("--to={to}"));
+        match from {
+            Some(f) => cmd.arg(format!("--from={f}")),
+            None => cmd.arg("--empty"),
+        };
+        run(&mut cmd);
+        let repo = self.srv_repo();
+        std::fs::write(
+            work.join(bundle::COMMIT),
+            signature::commit_bytes(&repo, to).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            work.join(bundle::COMMITMETA),
+            signature::detached_bytes(&repo, to).unwrap(),
+        )
+        .unwrap();
+        let out = self.dir.path().join(format!("{}.cairnbundle", &to[..12]));
+        bundle::write(
+            &out,
+            &work,
+            bundle::Manifest {
+                format: bundle::FORMAT,
+                osref: STABLE.into(),
+                from: from.map(str::to_string),
+                from_version: None,
+                to: to.into(),
+                to_version: None,
+                members: Default::default(),
+            },
+            key,
+        )
+        .unwrap();
+        out
+    }
+
+    /// Whether the host's repository holds commit `commit`.
+    pub fn host_has_commit(&self, commit: &str) -> bool {
+        let repo = ostree::Repo::new(&gio::File::for_path(self.repo()));
+        repo.open(gio::Cancellable::NONE).unwrap();
+        repo.has_object(ostree::ObjectType::Commit, commit, gio::Cancellable::NONE)
+            .unwrap()
     }
 
     /// Points `ref_` of the served repository at `commit` (a server-side rollback).

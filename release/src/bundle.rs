@@ -1,0 +1,322 @@
+//! The offline bundle format: what `cairn-compose bundle` writes and `cairn upgrade --bundle`
+//! reads. Both sides go through this module so they agree.
+//!
+//! A bundle is a zstd-compressed tar of exactly these regular files:
+//! - [`MANIFEST`]: JSON ([`Manifest`]): the ref, from/to commits and versions, and the size and
+//!   sha256 of every other member;
+//! - [`MANIFEST_SIG`]: the 64-byte ed25519 signature of the manifest's bytes (optional: absent
+//!   in an unsigned bundle);
+//! - [`COMMIT`]: the target commit object's bytes (sha256 = the target checksum);
+//! - [`COMMITMETA`]: its detached metadata (`a{sv}`, holding the commit's own signatures);
+//! - [`DELTA`]: a self-contained libostree static delta (superblock with inline parts) from
+//!   `from` (or from nothing) to `to`.
+//!
+//! [`open`] extracts into a directory of the caller's and checks everything (member set,
+//! sizes, sha256, manifest signature, commit checksum) before the caller writes anything
+//! into a repository. It does not apply the delta.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::glib;
+use crate::metadata::CommitInfo;
+use crate::signature::{PublicKey, SecretKey, TrustedKeys, SIGNATURE_LEN};
+
+/// The manifest member.
+pub const MANIFEST: &str = "manifest.json";
+/// The manifest signature member.
+pub const MANIFEST_SIG: &str = "manifest.json.sig";
+/// The commit object member.
+pub const COMMIT: &str = "commit";
+/// The detached metadata member.
+pub const COMMITMETA: &str = "commitmeta";
+/// The static delta member.
+pub const DELTA: &str = "delta";
+/// The format version written and understood.
+pub const FORMAT: u32 = 1;
+
+const MEMBERS: [&str; 5] = [MANIFEST, MANIFEST_SIG, COMMIT, COMMITMETA, DELTA];
+/// Members the manifest lists (all but itself and its signature).
+pub const PAYLOAD: [&str; 3] = [COMMIT, COMMITMETA, DELTA];
+
+/// Size and sha256 of a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Bytes.
+    pub size: u64,
+    /// Hex sha256.
+    pub sha256: String,
+}
+
+/// What a bundle says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The ref the target commit belongs to.
+    #[serde(rename = "ref")]
+    pub osref: String,
+    /// The commit a host must have (`None`: a full bundle).
+    pub from: Option<String>,
+    /// Its version.
+    pub from_version: Option<String>,
+    /// The target commit.
+    pub to: String,
+    /// Its version.
+    pub to_version: Option<String>,
+    /// The payload members.
+    pub members: BTreeMap<String, Member>,
+}
+
+/// A checked, extracted bundle.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The key that signed the manifest, if it was signed by a trusted key.
+    pub signed_by: Option<PublicKey>,
+    /// Directory holding the members.
+    pub dir: PathBuf,
+}
+
+impl Opened {
+    /// Path of a member.
+    pub fn member(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The target commit object's bytes.
+    pub fn commit_bytes(&self) -> Result<Vec<u8>> {
+        read(&self.member(COMMIT))
+    }
+
+    /// The target commit's detached metadata bytes.
+    pub fn detached_bytes(&self) -> Result<Vec<u8>> {
+        read(&self.member(COMMITMETA))
+    }
+
+    /// What the target commit says about itself.
+    pub fn commit_info(&self) -> Result<CommitInfo> {
+        let bytes = self.commit_bytes()?;
+        let v = glib::Variant::from_bytes_with_type(
+            &glib::Bytes::from(&bytes),
+            glib::VariantTy::new("(a{sv}aya(say)sstayay)")
+                .map_err(|e| anyhow::anyhow!("commit variant type: {e}"))?,
+        );
+        if !v.is_normal_form() {
+            bail!("the bundle's commit object is not a valid commit");
+        }
+        CommitInfo::from_variant(&self.manifest.to, &v)
+    }
+}
+
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("Reading {}", p.display()))
+}
+
+/// sha256 and size of a file.
+pub fn hash_file(path: &Path) -> Result<Member> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("Opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("Reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok(Member {
+        size,
+        sha256: hex::encode(h.finalize()),
+    })
+}
+
+/// Writes a bundle to `output` from payload files in `dir` (named as [`PAYLOAD`]), signing
+/// the manifest with `key`. Writes a temp file beside `output` and renames it.
+pub fn write(
+    output: &Path,
+    dir: &Path,
+    mut manifest: Manifest,
+    key: Option<&SecretKey>,
+) -> Result<Manifest> {
+    manifest.format = FORMAT;
+    manifest.members.clear();
+    for name in PAYLOAD {
+        manifest
+            .members
+            .insert(name.to_string(), hash_file(&dir.join(name))?);
+    }
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("Creating a temp file in {}", parent.display()))?;
+    {
+        let enc = zstd::Encoder::new(tmp.as_file(), 3).context("Starting zstd")?;
+        let mut tar = tar::Builder::new(enc);
+        let mut add = |name: &str, data: &mut dyn Read, size: u64| -> Result<()> {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(size);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, name, data)
+                .with_context(|| format!("Adding {name} to the bundle"))
+        };
+        add(
+            MANIFEST,
+            &mut manifest_bytes.as_slice(),
+            manifest_bytes.len() as u64,
+        )?;
+        if let Some(k) = key {
+            let sig = k.sign(&manifest_bytes);
+            add(MANIFEST_SIG, &mut sig.as_slice(), sig.len() as u64)?;
+        }
+        for name in PAYLOAD {
+            let p = dir.join(name);
+            let mut f =
+                std::fs::File::open(&p).with_context(|| format!("Opening {}", p.display()))?;
+            add(name, &mut f, manifest.members[name].size)?;
+        }
+        let enc = tar.into_inner().context("Finishing the tar stream")?;
+        let mut f = enc.finish().context("Finishing the zstd stream")?;
+        f.flush()?;
+        f.sync_all()?;
+    }
+    tmp.persist(output)
+        .with_context(|| format!("Writing {}", output.display()))?;
+    Ok(manifest)
+}
+
+/// Extracts `bundle` into `dir` (an empty directory of the caller's) and checks it: only known
+/// regular-file members, each once; the manifest's format; the manifest signature (required
+/// when `require_signature`; checked against `trusted`); every payload member's size and
+/// sha256; the commit object's sha256 against the manifest's target. Nothing else is written.
+pub fn open(
+    bundle: &Path,
+    dir: &Path,
+    trusted: &TrustedKeys,
+    require_signature: bool,
+) -> Result<Opened> {
+    let what = || format!("bundle {}", bundle.display());
+    extract(bundle, dir).with_context(|| {
+        format!(
+            "{} is truncated or corrupt (not a complete zstd-compressed tar)",
+            what()
+        )
+    })?;
+    let manifest_bytes =
+        read(&dir.join(MANIFEST)).with_context(|| format!("{} has no {MANIFEST}", what()))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .with_context(|| format!("{}: {MANIFEST} is not a valid bundle manifest", what()))?;
+    if manifest.format != FORMAT {
+        bail!(
+            "{}: format {} is not understood (this cairn reads format {FORMAT})",
+            what(),
+            manifest.format
+        );
+    }
+    let sig_path = dir.join(MANIFEST_SIG);
+    let signed_by = if sig_path.exists() {
+        let sig = read(&sig_path)?;
+        if sig.len() != SIGNATURE_LEN {
+            bail!("{}: {MANIFEST_SIG} is not a 64-byte signature", what());
+        }
+        match trusted.find_signer(&manifest_bytes, &[sig]) {
+            Some(k) => Some(k.clone()),
+            None if require_signature => bail!(
+                "{}: its manifest signature is not valid for a trusted key ({}): signed by \
+                 another key, or altered",
+                what(),
+                trusted.describe()
+            ),
+            None => None,
+        }
+    } else if require_signature {
+        bail!("{} is not signed (no {MANIFEST_SIG})", what());
+    } else {
+        None
+    };
+    for name in PAYLOAD {
+        let want = manifest
+            .members
+            .get(name)
+            .with_context(|| format!("{}: the manifest lists no {name}", what()))?;
+        let got =
+            hash_file(&dir.join(name)).with_context(|| format!("{} has no {name}", what()))?;
+        if &got != want {
+            bail!(
+                "{}: member {name} has {} bytes, sha256 {}; the manifest says {} bytes, sha256 {}",
+                what(),
+                got.size,
+                got.sha256,
+                want.size,
+                want.sha256
+            );
+        }
+    }
+    if let Some(extra) = manifest
+        .members
+        .keys()
+        .find(|k| !PAYLOAD.contains(&k.as_str()))
+    {
+        bail!("{}: the manifest lists an unknown member {extra:?}", what());
+    }
+    let commit_sha = hash_file(&dir.join(COMMIT))?.sha256;
+    if commit_sha != manifest.to {
+        bail!(
+            "{}: the commit object hashes to {commit_sha}, not the target {}",
+            what(),
+            manifest.to
+        );
+    }
+    Ok(Opened {
+        manifest,
+        signed_by,
+        dir: dir.to_path_buf(),
+    })
+}
+
+fn extract(bundle: &Path, dir: &Path) -> Result<()> {
+    let f = std::fs::File::open(bundle).with_context(|| format!("Opening {}", bundle.display()))?;
+    let dec = zstd::Decoder::new(f)?;
+    let mut tar = tar::Archive::new(dec);
+    let mut seen = Vec::new();
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let Some(known) = MEMBERS.iter().find(|m| **m == name) else {
+            bail!("unexpected member {name:?}");
+        };
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            bail!("member {name} is not a regular file");
+        }
+        if seen.contains(known) {
+            bail!("member {name} appears twice");
+        }
+        seen.push(*known);
+        let mut out = std::fs::File::create(dir.join(known))?;
+        std::io::copy(&mut entry, &mut out)?;
+    }
+    // Reading to the end makes zstd check its frame: a cut-off stream fails here.
+    let mut rest = tar.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())?;
+    if !seen.contains(&MANIFEST) {
+        bail!("no {MANIFEST}");
+    }
+    Ok(())
+}
