@@ -126,6 +126,13 @@ pub fn render(s: &HostStatus) -> String {
         if d.pinned {
             tags.push("pinned");
         }
+        if s.automatic
+            .failed_versions
+            .iter()
+            .any(|f| f.commit == d.commit)
+        {
+            tags.push("failed here");
+        }
         let _ = writeln!(
             out,
             "{} {} {}  {}  {}",
@@ -147,6 +154,21 @@ pub fn render(s: &HostStatus) -> String {
         );
     }
     match &s.last_check {
+        Some(c)
+            if s.update_available
+                && s.automatic
+                    .failed_versions
+                    .iter()
+                    .any(|f| f.commit == c.commit) =>
+        {
+            let _ = writeln!(
+                out,
+                "Newest on {}: {} (checked {}), which failed here: not applied automatically",
+                c.refspec,
+                describe(c.version.as_deref(), &c.commit),
+                crate::state::format_time(c.checked_at)
+            );
+        }
         Some(c) if s.update_available => {
             let _ = writeln!(
                 out,

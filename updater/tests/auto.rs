@@ -144,7 +144,8 @@ fn immediate_stages_arms_counting_and_health_failure_rolls_back() {
         text.contains("Automatic updates: immediate")
             && text.contains("2026.11.1")
             && text.contains("failed its required health checks")
-            && text.contains("FAILED required 10-broken"),
+            && text.contains("FAILED required 10-broken")
+            && text.contains("failed here"),
         "{text}"
     );
 
