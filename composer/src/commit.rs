@@ -64,15 +64,8 @@ fn write(
 ) -> Result<String> {
     let mtree = ostree::MutableTree::new();
     // Ownership and modes are the tree's (dpkg set them); extended attributes are not kept.
-    let modifier =
-        ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::SKIP_XATTRS, None);
-    repo.write_directory_to_mtree(
-        &gio::File::for_path(req.tree),
-        &mtree,
-        Some(&modifier),
-        Some(cancellable),
-    )
-    .with_context(|| format!("Writing {} into the repository", req.tree.display()))?;
+    crate::tree_writer::write_tree(repo, req.tree, &mtree, cancellable)
+        .with_context(|| format!("Writing {} into the repository", req.tree.display()))?;
     let root = repo
         .write_mtree(&mtree, Some(cancellable))
         .context("Writing the tree's metadata")?;

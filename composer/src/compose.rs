@@ -331,3 +331,39 @@ fn tree_sha256(path: &Path) -> Result<String> {
     }
     Ok(hex::encode(h.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_in(dir: &Path, motd: &str) -> Manifest {
+        fs::write(dir.join("motd"), motd).unwrap();
+        fs::write(
+            dir.join("m.toml"),
+            "os = \"t\"\nversion-prefix = \"1\"\n[sources]\nsuite = \"bookworm\"\n[[files]]\nsrc = \"motd\"\ndest = \"/etc/motd\"\n",
+        )
+        .unwrap();
+        Manifest::load(&dir.join("m.toml")).unwrap()
+    }
+
+    fn pkg(version: &str) -> Vec<Package> {
+        vec![Package {
+            name: "a".into(),
+            version: version.into(),
+            architecture: "all".into(),
+        }]
+    }
+
+    #[test]
+    fn inputs_hash_follows_content_not_location() {
+        let one = tempfile::tempdir().unwrap();
+        let two = tempfile::tempdir().unwrap();
+        let a = inputs_sha256(&manifest_in(one.path(), "hi"), &pkg("1")).unwrap();
+        let b = inputs_sha256(&manifest_in(two.path(), "hi"), &pkg("1")).unwrap();
+        assert_eq!(a, b, "the same manifest elsewhere is the same input");
+        let c = inputs_sha256(&manifest_in(two.path(), "changed"), &pkg("1")).unwrap();
+        assert_ne!(a, c, "a changed file is a changed input");
+        let d = inputs_sha256(&manifest_in(one.path(), "hi"), &pkg("2")).unwrap();
+        assert_ne!(a, d, "a changed package version is a changed input");
+    }
+}

@@ -14,4 +14,5 @@ pub mod manifest;
 pub mod postprocess;
 pub mod progress;
 pub mod resolve;
+pub mod tree_writer;
 pub mod workdir;

@@ -148,6 +148,10 @@ impl AptRoot {
             ))
             .args(["?essential", "?priority(required)"])
             .args(&manifest.packages);
+        if manifest.bootable {
+            // The initramfs is compressed with zstd (see install.rs).
+            cmd.arg("zstd");
+        }
         for deb in &manifest.local_debs {
             cmd.arg(deb_name(deb)?);
         }

@@ -56,7 +56,7 @@ fn container_host_manifest_composes_a_bootable_container_host() {
     std::fs::write(&initramfs, out.stdout).unwrap();
     let listing = run(Command::new("sh")
         .arg("-c")
-        .arg("zcat \"$1\" | cpio -t 2>/dev/null")
+        .arg("zstdcat \"$1\" | cpio -t 2>/dev/null")
         .arg("sh")
         .arg(&initramfs));
     assert!(

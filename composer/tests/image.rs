@@ -349,14 +349,19 @@ fn builds_a_bootable_disk() {
 #[test]
 fn qcow2_output() {
     let fx = Fixture::new();
-    fx.commit("2026.11.1", true, true);
+    let first = fx.commit("2026.11.1", true, true);
+    fx.commit("2026.11.2", true, true);
     let disk = fx.path("disk.qcow2");
-    let out = fx.image(&disk, &[]);
+    // An older version from the ref's history.
+    let out = fx.image(&disk, &["--version", "2026.11.1"]);
     assert!(
         out.status.success(),
         "image failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["commit"], first.as_str());
+    assert_eq!(result["format"], "qcow2");
     let info: Value = serde_json::from_str(&run(Command::new("qemu-img")
         .args(["info", "--output=json"])
         .arg(&disk)))

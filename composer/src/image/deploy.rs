@@ -74,7 +74,8 @@ pub fn deploy(req: &DeployRequest, on_step: &mut dyn FnMut(&str)) -> Result<Path
         .args(["pull-local", &repo])
         .arg(req.source_repo)
         .arg(req.commit)
-        .run_checked()
+        // Streaming registers the child with `crate::interrupt`, which stops it on SIGTERM.
+        .run_streaming(&mut |_| {})
         .with_context(|| {
             format!(
                 "Pulling commit {} from {}",

@@ -504,6 +504,22 @@ content = "vm\n"
     }
 
     #[test]
+    fn file_from_src_relative_to_the_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("motd"), "hello\n").unwrap();
+        let text = GOOD.replace("content = \"vm\\n\"", "src = \"motd\"\nmode = \"0600\"");
+        let r = Recipe::parse(&dir.path().join("r.toml"), &text).unwrap();
+        assert_eq!(r.files[0].content, b"hello\n");
+        assert_eq!(r.files[0].mode, 0o600);
+        let e = Recipe::parse(
+            &dir.path().join("r.toml"),
+            &text.replace("\"motd\"", "\"nope\""),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("nope"), "{e:#}");
+    }
+
+    #[test]
     fn shipped_recipe_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-recipes/qemu-bios.toml");
         let r = Recipe::read(&path).unwrap();
