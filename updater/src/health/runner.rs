@@ -101,9 +101,7 @@ pub fn run(program: &Path, args: &[&str], timeout: Duration) -> Finished {
             }
         }
     };
-    if ending == Ending::TimedOut {
-        // The group is dead; still, never wait on a pipe someone else may hold forever.
-    }
+    // Bounded: a pipe held open by a process outside the group must not hang us.
     let mut output = Vec::new();
     while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(2)) {
         output.extend_from_slice(&chunk);
