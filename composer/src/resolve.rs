@@ -185,17 +185,11 @@ impl AptRoot {
             .run_checked()
             .context("Downloading packages")?;
         // apt uses packages from file: sources in place instead of copying them into the cache;
-        // copy those, so the pool and the lockfile see every package the same way.
-        if packages
-            .iter()
-            .any(|p| !self.archives.join(archive_file_name(p)).exists())
-        {
-            for (uri, file) in self.uris(&wanted)? {
-                let target = self.archives.join(&file);
-                if let (Some(path), false) = (uri.strip_prefix("file:"), target.exists()) {
-                    fs::copy(path, &target)
-                        .with_context(|| format!("Copying {path} into the cache"))?;
-                }
+        // copy those (always: a cached file of the same name may come from another source).
+        for (uri, file) in self.uris(&wanted)? {
+            if let Some(path) = uri.strip_prefix("file:") {
+                fs::copy(path, self.archives.join(&file))
+                    .with_context(|| format!("Copying {path} into the cache"))?;
             }
         }
         packages
