@@ -205,7 +205,7 @@ fn a_required_failure_on_a_known_good_deployment_does_not_loop() {
 }
 
 #[test]
-fn grub_fallback_is_recorded_and_the_booted_deployment_becomes_default() {
+fn download_only_stages_and_the_menu_falls_back_when_the_counter_runs_out() {
     let fx = Fixture::new();
     let cfg = with_config(&fx, "[update]\nstrategy = \"download-only\"\n");
     fx.publish_with(STABLE, 1, 0, &[UNIT]);
