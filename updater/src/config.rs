@@ -1,4 +1,6 @@
-//! `/etc/cairn/config.toml`: which remote and stream a host follows, and the GRUB generator.
+//! `/etc/cairn/config.toml`: which remote and stream a host follows, the GRUB generator, the
+//! automatic update strategy (`[update]`, [`crate::strategy`]) and the health checks after
+//! boot (`[health]`, [`crate::health`]).
 //!
 //! The file is optional; every key is optional. Unknown keys are errors, reported as
 //! `FILE:LINE:COL: message`. Parsing yields [`Config`], validated once; nothing else reads the
@@ -8,9 +10,10 @@
 //! for `--sysroot DIR`, the `etc/cairn/config.toml` of the stateroot's default deployment (the
 //! `/etc` that host boots with).
 //!
-//! Room to grow: the automatic-update agent adds an `[update]` section (strategy) as another
-//! field of [`Config`].
+//! Sections owned by other modules (`[update]`, `[health]`) keep their values spanned and
+//! validate themselves; their errors ([`Invalid`]) point at the value, as `FILE:LINE:COL`.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -30,6 +33,47 @@ pub struct Config {
     pub bootloader: BootloaderConfig,
     /// Signature checks.
     pub verify: VerifyConfig,
+    /// `[update]`: the automatic update agent.
+    pub update: crate::strategy::UpdateConfig,
+    /// `[health]`: the checks after boot.
+    pub health: crate::health::HealthConfig,
+}
+
+/// A value in the file that parsed but is not valid; points at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Byte range of the value in the file, if known.
+    pub span: Option<Range<usize>>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Invalid {
+    /// An error about the spanned value `at`.
+    pub fn at<T>(at: &toml::Spanned<T>, message: impl Into<String>) -> Self {
+        Invalid {
+            span: Some(at.span()),
+            message: message.into(),
+        }
+    }
+
+    /// An error without a position.
+    pub fn new(message: impl Into<String>) -> Self {
+        Invalid {
+            span: None,
+            message: message.into(),
+        }
+    }
+
+    fn in_file(self, text: &str, path: &Path) -> anyhow::Error {
+        match self.span {
+            Some(s) => {
+                let (line, col) = line_col(text, s.start);
+                anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), self.message)
+            }
+            None => anyhow::anyhow!("{}: {}", path.display(), self.message),
+        }
+    }
 }
 
 /// `[source]`: overrides for what the deployment's origin file says.
@@ -91,6 +135,11 @@ impl Config {
         config
             .validate()
             .with_context(|| format!("{}", path.display()))?;
+        config
+            .update
+            .validate()
+            .and_then(|()| config.health.validate())
+            .map_err(|e| e.in_file(text, path))?;
         Ok(config)
     }
 

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use cairn_release::metadata::CommitInfo;
 use cairn_release::version;
 use fn_error_context::context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::source::Source;
@@ -22,7 +22,7 @@ use crate::sysroot::{DeployMode, DeploymentInfo, Host, Kargs};
 use crate::{pull, verify};
 
 /// A commit, briefly.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
     /// The commit checksum.
     pub commit: String,

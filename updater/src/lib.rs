@@ -7,7 +7,14 @@
 //! [`rollback`], [`cleanup`] and [`kargs`] are the operations; [`verify`] decides which
 //! commits are accepted (signatures); [`status`] assembles what
 //! `cairn status` shows.
+//!
+//! Automatic updates: [`agent`] (the state machine of one run) asks a [`strategy`] (periodic
+//! windows in [`weekly`], FleetLock through [`fleet_lock`]) when to reboot; [`health`] checks a
+//! boot, [`bootcount`] lets GRUB count boot attempts, [`failed`] remembers versions never to
+//! apply again.
 
+pub mod agent;
+pub mod bootcount;
 pub mod bundle;
 pub mod check;
 pub mod cleanup;
@@ -15,7 +22,10 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod exit;
+pub mod failed;
+pub mod fleet_lock;
 pub mod grub;
+pub mod health;
 pub mod kargs;
 pub mod logging;
 pub mod progress;
@@ -24,5 +34,7 @@ pub mod rollback;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod strategy;
 pub mod sysroot;
 pub mod verify;
+pub mod weekly;

@@ -5,12 +5,16 @@
 //! Which deployment: on a booted host with a pending deployment ahead of the booted one, the
 //! booted one (the pending deployment is dropped — libostree keeps a staged deployment only
 //! at the head of the list); otherwise the next deployment of the stateroot after the default.
+//!
+//! Rolling back from a newer release records it in [`crate::failed`], so that the automatic
+//! update agent does not upgrade right back into it.
 
 use anyhow::{Context, Result};
 use fn_error_context::context;
 use serde::Serialize;
 
-use crate::deploy::Release;
+use crate::deploy::{is_older, Release};
+use crate::failed;
 use crate::sysroot::Host;
 
 /// What a rollback did.
@@ -48,5 +52,27 @@ pub fn rollback(host: &Host, wait: bool) -> Result<RollbackOutcome> {
         outcome.to.describe(),
         outcome.from.describe()
     );
+    remember(host, &outcome);
     Ok(outcome)
+}
+
+/// The automatic update agent must not undo an administrator's rollback: going back from a
+/// newer release puts it on the failed list ([`crate::failed`]); the release rolled back to is
+/// taken off it (the administrator chose it). Failures here are logged, not fatal.
+fn remember(host: &Host, o: &RollbackOutcome) {
+    let var = host.var_dir();
+    let mut list = failed::load(&var);
+    let before = list.len();
+    list.retain(|f| f.commit != o.to.commit);
+    if list.len() != before {
+        if let Err(e) = crate::state::save_json(&var, failed::FILE, &list) {
+            log::warn!("{e:#}");
+        }
+    }
+    if o.from.commit != o.to.commit && is_older(&o.to, &o.from) {
+        let detail = format!("`cairn rollback` to {}", o.to.describe());
+        if let Err(e) = failed::record(&var, &o.from, failed::Reason::RolledBack, &detail) {
+            log::warn!("{e:#}");
+        }
+    }
 }

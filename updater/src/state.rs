@@ -1,6 +1,8 @@
-//! State cairn keeps on the host: the result of the last `cairn check`, in
-//! `/var/lib/cairn/last-check.json` (the stateroot's `var` for `--sysroot`), so that
-//! `cairn status` can say whether something newer is known without asking the remote.
+//! State cairn keeps on the host, as JSON files in `/var/lib/cairn/` (the stateroot's `var`
+//! for `--sysroot`): the result of the last `cairn check` (`last-check.json`), so that
+//! `cairn status` can say whether something newer is known without asking the remote; the
+//! agent's last run (`agent.json`, [`crate::agent`]), the last health report (`health.json`,
+//! [`crate::health`]) and the versions that failed (`failed.json`, [`crate::failed`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,7 +38,18 @@ pub fn dir(var: &Path) -> PathBuf {
 
 /// The last check, if one was recorded and is readable (a damaged file is ignored).
 pub fn load_last_check(var: &Path) -> Option<LastCheck> {
-    let path = dir(var).join(LAST_CHECK);
+    load_json(var, LAST_CHECK)
+}
+
+/// Records `check` atomically (write a temporary file, then rename).
+pub fn save_last_check(var: &Path, check: &LastCheck) -> Result<()> {
+    save_json(var, LAST_CHECK, check)
+}
+
+/// Reads `<var>/lib/cairn/NAME` as JSON; `None` if missing; a damaged file is logged and
+/// ignored.
+pub fn load_json<T: serde::de::DeserializeOwned>(var: &Path, name: &str) -> Option<T> {
+    let path = dir(var).join(name);
     let text = std::fs::read_to_string(&path).ok()?;
     match serde_json::from_str(&text) {
         Ok(c) => Some(c),
@@ -47,19 +60,19 @@ pub fn load_last_check(var: &Path) -> Option<LastCheck> {
     }
 }
 
-/// Records `check` atomically (write a temporary file, then rename).
-#[context("Recording the check result under {}", var.display())]
-pub fn save_last_check(var: &Path, check: &LastCheck) -> Result<()> {
+/// Writes `value` as `<var>/lib/cairn/NAME` atomically (temporary file, fsync, rename).
+#[context("Recording {name} under {}", var.display())]
+pub fn save_json<T: Serialize>(var: &Path, name: &str, value: &T) -> Result<()> {
     let dir = dir(var);
     std::fs::create_dir_all(&dir).with_context(|| format!("Creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{LAST_CHECK}.tmp"));
+    let tmp = dir.join(format!(".{name}.tmp"));
     let mut f =
         std::fs::File::create(&tmp).with_context(|| format!("Creating {}", tmp.display()))?;
-    serde_json::to_writer_pretty(&mut f, check).context("Serialising")?;
+    serde_json::to_writer_pretty(&mut f, value).context("Serialising")?;
     f.write_all(b"\n")
         .and_then(|()| f.sync_all())
         .with_context(|| format!("Writing {}", tmp.display()))?;
-    let path = dir.join(LAST_CHECK);
+    let path = dir.join(name);
     std::fs::rename(&tmp, &path).with_context(|| format!("Renaming to {}", path.display()))?;
     Ok(())
 }

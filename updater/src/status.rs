@@ -1,11 +1,18 @@
-//! `cairn status`: the deployments, which boots next, and what the last check found.
+//! `cairn status`: the deployments, which boots next, what the last check found, and the
+//! automatic updates: strategy, the agent's last run and why it did or did not reboot, the last
+//! health report, the boot counter and the versions that will not be applied again.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::agent::AgentRecord;
+use crate::bootcount::{self, Counter};
+use crate::config::Config;
 use crate::deploy::{describe, is_older, Release};
+use crate::failed::FailedVersion;
+use crate::health::HealthReport;
 use crate::state::{self, LastCheck};
 use crate::sysroot::{DeploymentInfo, Host};
 
@@ -24,10 +31,27 @@ pub struct HostStatus {
     pub last_check: Option<LastCheck>,
     /// Whether the last check's release is newer than what boots next (on the same ref).
     pub update_available: bool,
+    /// Automatic updates and health.
+    pub automatic: AutoStatus,
+}
+
+/// The automatic-update part of `cairn status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AutoStatus {
+    /// The configured strategy, described (or the configuration error).
+    pub strategy: String,
+    /// The agent's last run.
+    pub agent: Option<AgentRecord>,
+    /// The last health report.
+    pub health: Option<HealthReport>,
+    /// GRUB's boot counter.
+    pub boot_counter: Option<Counter>,
+    /// Releases the agent will not apply again.
+    pub failed_versions: Vec<FailedVersion>,
 }
 
 /// Collects the host's status (reads only; takes no lock).
-pub fn collect(host: &Host) -> HostStatus {
+pub fn collect(host: &Host, config: &Config) -> HostStatus {
     let deployments = host.deployments();
     let last_check = state::load_last_check(&host.var_dir());
     let default = deployments.iter().find(|d| d.osname == host.osname());
@@ -44,7 +68,19 @@ pub fn collect(host: &Host) -> HostStatus {
         }
         _ => false,
     };
+    let var = host.var_dir();
+    let automatic = AutoStatus {
+        strategy: config
+            .update
+            .strategy()
+            .map_or_else(|e| format!("invalid: {}", e.message), |s| s.describe()),
+        agent: state::load_json(&var, crate::agent::FILE),
+        health: crate::health::load_state(&var).last,
+        boot_counter: bootcount::counter(&bootcount::path(host.path())).ok(),
+        failed_versions: crate::failed::load(&var),
+    };
     HostStatus {
+        automatic,
         sysroot: host.path().to_path_buf(),
         osname: host.osname().to_string(),
         booted_system: host.is_booted(),
@@ -90,6 +126,13 @@ pub fn render(s: &HostStatus) -> String {
         if d.pinned {
             tags.push("pinned");
         }
+        if s.automatic
+            .failed_versions
+            .iter()
+            .any(|f| f.commit == d.commit)
+        {
+            tags.push("failed here");
+        }
         let _ = writeln!(
             out,
             "{} {} {}  {}  {}",
@@ -111,6 +154,21 @@ pub fn render(s: &HostStatus) -> String {
         );
     }
     match &s.last_check {
+        Some(c)
+            if s.update_available
+                && s.automatic
+                    .failed_versions
+                    .iter()
+                    .any(|f| f.commit == c.commit) =>
+        {
+            let _ = writeln!(
+                out,
+                "Newest on {}: {} (checked {}), which failed here: not applied automatically",
+                c.refspec,
+                describe(c.version.as_deref(), &c.commit),
+                crate::state::format_time(c.checked_at)
+            );
+        }
         Some(c) if s.update_available => {
             let _ = writeln!(
                 out,
@@ -132,5 +190,81 @@ pub fn render(s: &HostStatus) -> String {
             let _ = writeln!(out, "Not checked for updates yet (`cairn check`).");
         }
     }
+    render_auto(&mut out, &s.automatic);
     out
+}
+
+fn render_auto(out: &mut String, a: &AutoStatus) {
+    let _ = writeln!(out, "Automatic updates: {}", a.strategy);
+    match &a.agent {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "  last run {} ({}): {}",
+                crate::state::format_time(r.ran_at),
+                r.state,
+                r.message
+            );
+            if let Some(s) = &r.staged {
+                let _ = writeln!(out, "  staged by the agent: {}", s.describe());
+            }
+            if let Some(e) = &r.error {
+                let _ = writeln!(out, "  error: {e}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  the agent has not run yet");
+        }
+    }
+    match &a.health {
+        Some(h) => {
+            let _ = writeln!(
+                out,
+                "Health ({}, {}): {}",
+                h.release.describe(),
+                crate::state::format_time(h.at),
+                h.action
+            );
+            for c in h.checks.iter().filter(|c| !c.ok) {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: {}",
+                    match c.kind {
+                        crate::health::Kind::Required => "FAILED required",
+                        crate::health::Kind::Wanted => "warning: wanted",
+                    },
+                    c.name,
+                    c.outcome
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(out, "Health: not checked yet");
+        }
+    }
+    match a.boot_counter {
+        Some(Counter::Pending { left }) => {
+            let _ = writeln!(
+                out,
+                "Boot counter: new deployment on trial, {left} attempts left"
+            );
+        }
+        Some(Counter::Exhausted) => {
+            let _ = writeln!(
+                out,
+                "Boot counter: attempts ran out; GRUB boots the previous deployment"
+            );
+        }
+        _ => {}
+    }
+    for f in &a.failed_versions {
+        let _ = writeln!(
+            out,
+            "Not applied again: {} {} ({}, {})",
+            describe(f.version.as_deref(), &f.commit),
+            f.reason.describe(),
+            f.detail,
+            crate::state::format_time(f.at)
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! The command line: argument definitions and dispatch. Each subcommand's module parses its
 //! arguments, calls one domain operation and prints the result; no work happens here.
 
+mod agent;
 mod check;
+mod health;
 mod kargs;
 mod manage;
 mod status;
@@ -72,6 +74,10 @@ pub enum Command {
     Cleanup(manage::CleanupArgs),
     /// Show or change the kernel arguments of the next boot.
     Kargs(kargs::KargsArgs),
+    /// The automatic update agent (`cairn agent run-once`, run by cairn-agent.service).
+    Agent(agent::AgentArgs),
+    /// Health checks after boot (`cairn health run`, run by cairn-health.service).
+    Health(health::HealthArgs),
 }
 
 /// What every command works with.
@@ -124,6 +130,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Unpin(a) => manage::pin(&ctx, &a, false),
         Command::Cleanup(a) => manage::cleanup(&ctx, &a),
         Command::Kargs(a) => kargs::run(&ctx, &a),
+        Command::Agent(a) => agent::run(&ctx, &a),
+        Command::Health(a) => health::run(&ctx, &a),
     }
 }
 

@@ -16,7 +16,7 @@ pub struct StatusArgs {
 }
 
 pub(super) fn run(ctx: &Context, args: &StatusArgs) -> Result<ExitCode> {
-    let status = crate::status::collect(&ctx.host);
+    let status = crate::status::collect(&ctx.host, &ctx.config);
     if args.json {
         super::print_json(&status)?;
     } else {

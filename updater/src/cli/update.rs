@@ -82,6 +82,7 @@ fn finish(ctx: &Context, outcome: &Outcome, reboot: bool) -> Result<ExitCode> {
                 to.describe(),
                 deploy::mode_word(*mode)
             );
+            crate::agent::run::arm_boot_counter(&ctx.host, &ctx.config, &to.commit);
             if reboot {
                 deploy::reboot(&ctx.host)?;
             } else if ctx.host.is_booted() {

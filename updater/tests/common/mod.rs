@@ -176,6 +176,17 @@ impl Fixture {
     /// Commits version `n` onto `ref_` in the served repository, with `extra_files` filler
     /// files (for a pull that takes many requests). Returns the commit.
     pub fn publish(&self, ref_: &str, n: u32, extra_files: usize) -> String {
+        self.publish_with(ref_, n, extra_files, &[])
+    }
+
+    /// Like [`publish`], with extra files `(path, content, mode)` in the tree.
+    pub fn publish_with(
+        &self,
+        ref_: &str,
+        n: u32,
+        extra_files: usize,
+        files: &[(&str, &str, u32)],
+    ) -> String {
         let tree = self.dir.path().join(format!("tree-{n}"));
         let _ = std::fs::remove_dir_all(&tree);
         let w = |rel: &str, content: &str| {
@@ -201,6 +212,12 @@ impl Fixture {
                 &format!("usr/share/filler/{i:04}"),
                 &format!("{v} filler {i}\n"),
             );
+        }
+        for (path, content, mode) in files {
+            use std::os::unix::fs::PermissionsExt;
+            w(path, content);
+            std::fs::set_permissions(tree.join(path), std::fs::Permissions::from_mode(*mode))
+                .unwrap();
         }
         let commit = run(Command::new("ostree")
             .arg(format!("--repo={}", self.srv.display()))
@@ -489,6 +506,27 @@ impl Drop for Fixture {
                 }
             }
         }
+    }
+}
+
+/// A python FleetLock server (`tests/data/fleetlock.py`) on 127.0.0.1.
+pub fn fleetlock_server(log: &Path) -> Server {
+    let mut child = Command::new("python3")
+        .arg(test_data("fleetlock.py"))
+        .arg("--log")
+        .arg(log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the FleetLock test server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("server printed its port");
+    Server {
+        child,
+        port,
+        log: log.to_path_buf(),
     }
 }
 

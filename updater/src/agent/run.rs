@@ -1,0 +1,262 @@
+//! One run of the agent: report steady state, check, stage, decide, reboot or not.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use fn_error_context::context;
+
+use super::{AgentRecord, Machine, State, FILE};
+use crate::config::Config;
+use crate::deploy::{self, Outcome, Release};
+use crate::failed;
+use crate::health;
+use crate::state;
+use crate::strategy::{Decision, Moment, Strategy};
+use crate::sysroot::Host;
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How often to retry a failed check (the network may not be up at boot); the delay
+    /// doubles from 5 s up to 60 s.
+    pub network_retries: u32,
+    /// Wait for the sysroot lock.
+    pub wait: bool,
+}
+
+/// The record of the last run, if any.
+pub fn load_record(host: &Host) -> Option<AgentRecord> {
+    state::load_json(&host.var_dir(), FILE)
+}
+
+/// Runs the agent once; the record is saved whatever happens, and returned.
+#[context("Running the update agent on stateroot {}", host.osname())]
+pub fn run_once(host: &Host, config: &Config, opts: &RunOptions) -> Result<AgentRecord> {
+    let strategy = config
+        .update
+        .strategy()
+        .map_err(|e| anyhow!("[update]: {}", e.message))?;
+    let previous = load_record(host).unwrap_or_default();
+    let mut rec = AgentRecord {
+        strategy: strategy.describe(),
+        lock_held: previous.lock_held,
+        rebooted_into: previous.rebooted_into.clone(),
+        ..AgentRecord::default()
+    };
+    let mut m = Machine::new();
+    let result = steps(host, config, &strategy, opts, &previous, &mut m, &mut rec);
+    rec.ran_at = state::now();
+    rec.state = m.state().name().to_string();
+    if let Err(e) = &result {
+        rec.error = Some(format!("{e:#}"));
+        if rec.message.is_empty() {
+            rec.message = "the run failed; the timer retries".into();
+        }
+    }
+    state::save_json(&host.var_dir(), FILE, &rec)?;
+    result?;
+    Ok(rec)
+}
+
+fn steps(
+    host: &Host,
+    config: &Config,
+    strategy: &Strategy,
+    opts: &RunOptions,
+    previous: &AgentRecord,
+    m: &mut Machine,
+    rec: &mut AgentRecord,
+) -> Result<()> {
+    m.initialized()?;
+    if !strategy.stages() {
+        rec.message = "automatic updates are off ([update] strategy = \"off\")".into();
+        log::info!("{}", rec.message);
+        return Ok(());
+    }
+    let var = host.var_dir();
+    let own = host.own_deployments();
+    let current = own
+        .iter()
+        .find(|d| d.booted)
+        .or_else(|| own.first())
+        .context("the stateroot has no deployment")?
+        .clone();
+    // A deployment this agent staged on an earlier run and has not rebooted into yet.
+    let pending = own.first().filter(|d| {
+        let staged_by_us = previous
+            .staged
+            .as_ref()
+            .is_some_and(|s| s.commit == d.commit);
+        let rebooted = previous
+            .rebooted_into
+            .as_ref()
+            .is_some_and(|r| r.commit == d.commit);
+        staged_by_us && !rebooted && !d.booted
+    });
+
+    // Steady state: the running deployment passed its health checks and nothing is pending.
+    // FleetLock's steady-state is idempotent, so it is sent on every such run: it also frees
+    // a slot that an interrupted earlier run could not record.
+    let healthy = health::load_state(&var)
+        .known_good
+        .contains(&current.commit)
+        || !current.path.join(health::UNIT).exists();
+    if healthy && pending.is_none() && matches!(strategy, Strategy::FleetLock(_)) {
+        match strategy.report_steady() {
+            Ok(()) => {
+                rec.lock_held = false;
+                m.reported_steady()?;
+            }
+            Err(e) if rec.lock_held => log::warn!("{e:#}; retrying on the next run"),
+            Err(e) => log::debug!("{e:#}"),
+        }
+    }
+
+    let staged = match pending {
+        Some(p) => {
+            let r = Release::from(p);
+            log::info!(
+                "{} is staged already; deciding about the reboot",
+                r.describe()
+            );
+            m.update_staged(r.clone())?;
+            r
+        }
+        None => {
+            let check = check_with_retries(host, config, opts)?;
+            rec.offered = Some(check.remote.clone());
+            let tip = check.remote;
+            if !check.update_available {
+                rec.message = format!(
+                    "up to date: {} offers {}, {} boots next",
+                    check.refspec,
+                    tip.describe(),
+                    check
+                        .current
+                        .as_ref()
+                        .map_or("nothing".into(), Release::describe)
+                );
+                log::info!("{}", rec.message);
+                m.no_new_update()?;
+                return Ok(());
+            }
+            if let Some(f) = failed::find(&failed::load(&var), &tip) {
+                rec.message = format!(
+                    "not applying {}: it {} ({}); waiting for a newer release",
+                    tip.describe(),
+                    f.reason.describe(),
+                    f.detail
+                );
+                log::warn!("{}", rec.message);
+                m.no_new_update()?;
+                return Ok(());
+            }
+            m.update_available(tip.clone())?;
+            log::info!("update available: {}; staging it", tip.describe());
+            let outcome = deploy::deploy_revision(host, config, &tip.commit, opts.wait)?;
+            let to = match outcome {
+                Outcome::Deployed { to, .. } => to,
+                Outcome::Unchanged { current, .. } => current,
+            };
+            arm_boot_counter(host, config, &to.commit);
+            m.update_staged(to.clone())?;
+            to
+        }
+    };
+    rec.staged = Some(staged.clone());
+
+    let moment = Moment {
+        now: state::now(),
+        booted_timestamp: current.timestamp,
+    };
+    let decision = strategy
+        .decide(&moment)
+        .unwrap_or_else(|e| Decision::Postpone(format!("{e:#}; retrying on the next run")));
+    match decision {
+        Decision::Reboot(why) => {
+            m.rebooting()?;
+            rec.message = format!("rebooting into {}: {why}", staged.describe());
+            rec.rebooted_into = Some(staged.clone());
+            rec.lock_held = matches!(strategy, Strategy::FleetLock(_));
+            log::info!("{}", rec.message);
+            // Saved before the reboot: systemd may stop us at any moment after it starts.
+            let mut saved = rec.clone();
+            saved.ran_at = state::now();
+            saved.state = m.state().name().to_string();
+            state::save_json(&var, FILE, &saved)?;
+            if host.is_booted() {
+                deploy::reboot(host)?;
+            } else {
+                log::info!(
+                    "not rebooting: {} is not the booted sysroot",
+                    host.path().display()
+                );
+            }
+        }
+        Decision::Postpone(why) => {
+            rec.message = format!("{} is staged; not rebooting: {why}", staged.describe());
+            log::info!("{}", rec.message);
+            m.reboot_postponed(why)?;
+        }
+    }
+    debug_assert!(matches!(
+        m.state(),
+        State::Rebooting(_) | State::RebootPostponed(..)
+    ));
+    Ok(())
+}
+
+fn check_with_retries(
+    host: &Host,
+    config: &Config,
+    opts: &RunOptions,
+) -> Result<crate::check::CheckResult> {
+    let mut delay = Duration::from_secs(5);
+    let mut attempt = 0;
+    loop {
+        match crate::check::check(host, config, opts.wait) {
+            Ok(r) => return Ok(r),
+            Err(e) if attempt < opts.network_retries => {
+                attempt += 1;
+                log::warn!(
+                    "{e:#}; retrying in {} s ({attempt}/{})",
+                    delay.as_secs(),
+                    opts.network_retries
+                );
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Gives the deployment that boots next its boot attempts, if the sysroot boots with GRUB and
+/// the deployment's tree runs the health service (which marks a boot good; without it every
+/// boot would count down). Failures are logged, not fatal: the update itself is in place.
+pub fn arm_boot_counter(host: &Host, config: &Config, commit: &str) {
+    let Some(next) = host.own_deployments().into_iter().next() else {
+        return;
+    };
+    if next.commit != commit {
+        return;
+    }
+    if !crate::grub::uses_grub(host) {
+        log::debug!("not arming boot counting: the sysroot does not boot with GRUB");
+        return;
+    }
+    if !next.path.join(health::UNIT).exists() {
+        log::info!(
+            "not arming boot counting: {} has no cairn-health.service to mark its boot good",
+            Release::from(&next).describe()
+        );
+        return;
+    }
+    let attempts = config
+        .update
+        .boot_attempts()
+        .unwrap_or(crate::strategy::DEFAULT_BOOT_ATTEMPTS);
+    if let Err(e) = crate::bootcount::arm(&crate::bootcount::path(host.path()), attempts) {
+        log::warn!("{e:#}");
+    }
+}
