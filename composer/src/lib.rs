@@ -13,6 +13,7 @@ pub mod install;
 pub mod interrupt;
 pub mod lockfile;
 pub mod manifest;
+pub mod position;
 pub mod postprocess;
 pub mod progress;
 pub mod prune;

@@ -81,10 +81,7 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn at(&self, span: Range<usize>) -> String {
-        let before = &self.text[..span.start.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!("{}:{line}:{col}", self.path.display())
+        crate::position::file_line_col(self.path, self.text, span.start)
     }
 
     fn locate<T: Clone>(&self, s: &Spanned<T>) -> Located<T> {
