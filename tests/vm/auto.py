@@ -27,19 +27,15 @@ full composes: what is tested is the host side.
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import e2e  # noqa: E402
-from e2e import REF, COMPOSE, ROOT, TestFailure, log, run, capture  # noqa: E402
+import harness as vm  # noqa: E402
+from harness import BOOTING, COMPOSE, REF, ROOT, TestFailure, capture, log, run  # noqa: E402
 
 RECIPE = os.path.join(ROOT, "tests", "vm", "auto-recipe.toml")
-V1_MANIFEST = os.path.join(ROOT, "manifests", "container-host.toml")
-BOOTING = r"Booting `"
 
 
 def next_version(v):
@@ -72,7 +68,7 @@ def write(path, content, mode=0o644):
 
 
 def booted_version(st):
-    return e2e.booted(st)["version"]
+    return vm.booted(st)["version"]
 
 
 def main():
@@ -90,25 +86,13 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     repo = os.path.join(workdir, "repo")
     disk = os.path.join(workdir, "disk.qcow2")
-    times, results = [], []
+    results = []
     guest = http = None
-    t0 = time.monotonic()
+    phase = vm.Phases()
     ok = False
 
-    def phase(name):
-        class P:
-            def __enter__(self):
-                self.t = time.monotonic()
-                log(f"== {name}")
-
-            def __exit__(self, *exc):
-                d = time.monotonic() - self.t
-                times.append((name, d, exc[0] is None))
-                log(f"== {name}: {d:.1f}s" + ("" if exc[0] is None else " (FAILED)"))
-        return P()
-
     def status():
-        return e2e.status(guest)
+        return vm.status(guest)
 
     try:
         if not args.no_build:
@@ -116,22 +100,11 @@ def main():
                 run(["cargo", "build", "--release", "--quiet"], 1800, cwd=ROOT)
 
         with phase("compose-v1"):
-            if args.v1_from:
-                run(["ostree", "init", f"--repo={repo}", "--mode=archive"], 60)
-                run(["ostree", "pull-local", f"--repo={repo}", args.v1_from, REF], 900)
-                run(["ostree", "summary", "-u", f"--repo={repo}"], 60)
-            else:
-                run([COMPOSE, "tree", V1_MANIFEST, "--repo", repo, "--cache-dir", args.cache_dir], 2400)
-            v1 = e2e.head_version(repo)
+            v1 = vm.compose_v1(repo, args.v1_from, args.cache_dir, 2400)
             v1_commit = rev_parse(repo, REF)
             log(f"v1 = {v1}")
 
-        port = e2e.free_port()
-        http_log = open(os.path.join(workdir, "http.log"), "ab")
-        http = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
-                                 "--directory", repo, str(port)],
-                                stdin=subprocess.DEVNULL, stdout=http_log, stderr=subprocess.STDOUT)
-        url = f"http://10.0.2.2:{port}/"
+        http, url = vm.serve(repo, workdir)
 
         with phase("image"):
             run([COMPOSE, "image", RECIPE, "--repo", repo, "--ref", REF, "-o", disk,
@@ -146,16 +119,16 @@ def main():
         # (1) The host boots v1, finds v2, stages it and reboots into it by itself.
         with phase("auto-update"):
             t = time.monotonic()
-            guest = e2e.Guest(disk, workdir)
+            guest = vm.Guest(disk, workdir)
             g1 = guest.wait_for(BOOTING, 180, 0, "GRUB (v1)")
             g2 = guest.wait_for(BOOTING, 1800, g1.end(), "the agent to reboot into v2")
             until_reboot = time.monotonic() - t
-            boot = e2e.wait_booted(guest, g2.end(), time.monotonic())
+            boot = vm.wait_booted(guest, g2.end(), time.monotonic())
             st = status()
             if booted_version(st) != v2:
-                raise TestFailure(f"expected {v2} booted: {e2e.versions(st)}")
+                raise TestFailure(f"expected {v2} booted: {vm.versions(st)}")
             if not any(d["version"] == v1 and d["rollback"] for d in st["deployments"]):
-                raise TestFailure(f"expected {v1} as the rollback deployment: {e2e.versions(st)}")
+                raise TestFailure(f"expected {v1} as the rollback deployment: {vm.versions(st)}")
             guest.sh("test \"$(cat /usr/lib/cairn-e2e/release)\" = v2", 30)
             guest.sh("systemctl is-active cairn-health.service", 120)
             st = status()
@@ -189,10 +162,10 @@ def main():
             to_v3 = time.monotonic() - t
             g4 = guest.wait_for(BOOTING, 900, g3.end(), "the health service to roll back and reboot")
             to_rb = time.monotonic() - t
-            e2e.wait_booted(guest, g4.end(), time.monotonic())
+            vm.wait_booted(guest, g4.end(), time.monotonic())
             st = status()
             if booted_version(st) != v2:
-                raise TestFailure(f"expected {v2} booted after the health rollback: {e2e.versions(st)}")
+                raise TestFailure(f"expected {v2} booted after the health rollback: {vm.versions(st)}")
             failed = {f["version"]: f for f in st["automatic"]["failed_versions"]}
             if failed.get(v3, {}).get("reason") != "health-check":
                 raise TestFailure(f"{v3} not recorded as failed: {failed}")
@@ -207,7 +180,7 @@ def main():
                 raise TestFailure("the host rebooted again after the rollback")
             st = status()
             if booted_version(st) != v2 or any(d.get("pending") or d.get("staged") for d in st["deployments"]):
-                raise TestFailure(f"v3 was staged again: {e2e.versions(st)}")
+                raise TestFailure(f"v3 was staged again: {vm.versions(st)}")
             msg = (st["automatic"]["agent"] or {}).get("message", "")
             if v3 not in msg or "not applying" not in msg:
                 raise TestFailure(f"the agent's last run does not say it skipped {v3}: {msg!r}")
@@ -240,13 +213,13 @@ def main():
             panics = guest.buf[mark:used.start()].count("Kernel panic")
             g6 = guest.wait_for(BOOTING, 300, used.end(), "GRUB to boot the previous deployment")
             to_fallback = time.monotonic() - t
-            e2e.wait_booted(guest, g6.end(), time.monotonic())
+            vm.wait_booted(guest, g6.end(), time.monotonic())
             guest.sh("systemctl is-active cairn-health.service", 120, check=False)
             st = status()
             if booted_version(st) != v2:
-                raise TestFailure(f"expected {v2} booted after the fallback: {e2e.versions(st)}")
+                raise TestFailure(f"expected {v2} booted after the fallback: {vm.versions(st)}")
             if st["deployments"][0]["version"] != v2 or not st["deployments"][0]["booted"]:
-                raise TestFailure(f"{v2} is not the default again: {e2e.versions(st)}")
+                raise TestFailure(f"{v2} is not the default again: {vm.versions(st)}")
             failed = {f["version"]: f for f in st["automatic"]["failed_versions"]}
             if failed.get(v4, {}).get("reason") != "boot-attempts":
                 raise TestFailure(f"{v4} not recorded as failed: {failed}")
@@ -265,29 +238,12 @@ def main():
     except Exception as e:  # noqa: BLE001
         log(f"FAILED: {type(e).__name__}: {e}")
     finally:
-        if guest:
-            guest.stop()
-        if http:
-            http.terminate()
-            http.wait(10)
+        vm.stop(guest, http)
 
-    print()
-    print("Cairn automatic-update VM test: " + ("PASSED" if ok else "FAILED"))
-    for name, d, good in times:
-        print(f"  {name:<13} {d:7.1f}s{'' if good else '  FAILED'}")
-    print(f"  {'total':<13} {time.monotonic() - t0:7.1f}s")
+    phase.summary("Cairn automatic-update VM test", ok)
     for r in results:
         print("  " + r)
-    if ok and not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        print(f"  artifacts: {workdir} (console.log, qemu.log, http.log, repo, disk.qcow2)")
-        if not ok:
-            try:
-                with open(os.path.join(workdir, "console.log"), "rb") as f:
-                    print("--- end of console.log ---\n" + f.read()[-3000:].decode("utf-8", "replace"))
-            except OSError:
-                pass
+    vm.keep_or_clean(workdir, ok, args.keep)
     return 0 if ok else 1
 
 
