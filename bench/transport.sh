@@ -11,17 +11,12 @@
 #
 # Usage (root, from anywhere; after `cargo build --release`):
 #   bash bench/transport.sh [WORKDIR]
-# Environment: CACHE (package cache; default build/cache), BIN (directory with cairn-compose;
+# Environment: REPO, KEY, LOCK (use REPO's last two commits instead of composing; bench/run.py
+#   passes its compose round's), CACHE (package cache; default build/cache), BIN (directory with cairn-compose;
 #   default target/release, else target/debug).
 # Costs two composes (~4 min CPU each, package cache warm after the first).
 #
-# Measured 2026-11-26 (2 busy cores): changed .debs 237,136 bytes (htop, libnl-3-200,
-# libnl-genl-3-200); 37 paths added, 2 changed.
-# | transport             | bytes   | / .debs | apply s | / pull-local |
-# | object-by-object pull | 406,858 | 1.72    | 1.22    | 1.15         |
-# | static delta pull     | 284,143 | 1.20    | 0.43    | 0.41         |
-# | bundle (zstd tar)     | 272,805 | 1.15    | 0.18    | 0.17         |
-# | ostree pull-local     | -       | -       | 1.06    | 1.00         |
+# Results of repeated runs: BENCHMARKS.md (bench/run.py).
 # Pull bytes include the summary, commit object and detached metadata. Without the
 # metadata-first step, libostree 2022.7 fetched ~29 loose objects next to the delta (2.3 MB).
 set -euo pipefail
@@ -38,26 +33,35 @@ now() { date +%s.%N; }
 py() { python3 -c "$@"; }
 ratio() { py "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
-"$compose" keygen -o "$work/release.key" >/dev/null
-echo "== compose the container host (base)"
-"$compose" tree manifests/container-host.toml --repo "$work/repo" --cache-dir "$cache" \
-  --write-lockfile "$work/base.lock.json" --sign-key "$work/release.key" --force --json \
-  > "$work/base.json"
-base=$(ostree rev-parse --repo="$work/repo" "$ref")
+if [ -n "${REPO:-}" ]; then
+  # A repository from bench/run.py's compose round: REF^ is the base, REF the one-package
+  # change, KEY signed both, LOCK is the change's lockfile.
+  repo=$(realpath "$REPO"); key=$KEY; lock=$LOCK
+  base=$(ostree rev-parse --repo="$repo" "$ref^")
+  new=$(ostree rev-parse --repo="$repo" "$ref")
+else
+  repo=$work/repo; key=$work/release.key; lock=$work/one.lock.json
+  "$compose" keygen -o "$key" >/dev/null
+  echo "== compose the container host (base)"
+  "$compose" tree manifests/container-host.toml --repo "$repo" --cache-dir "$cache" \
+    --write-lockfile "$work/base.lock.json" --sign-key "$key" --force --json \
+    > "$work/base.json"
+  base=$(ostree rev-parse --repo="$repo" "$ref")
 
-echo "== compose the one-package change, signed, with a static delta from the base"
-"$compose" tree bench/one-package.toml --repo "$work/repo" --cache-dir "$cache" \
-  --write-lockfile "$work/one.lock.json" --sign-key "$work/release.key" --deltas 1 --json \
-  > "$work/compose.json"
-new=$(ostree rev-parse --repo="$work/repo" "$ref")
-[ "$new" != "$base" ] || { echo "the compose made no new commit" >&2; exit 1; }
+  echo "== compose the one-package change, signed, with a static delta from the base"
+  "$compose" tree bench/one-package.toml --repo "$repo" --cache-dir "$cache" \
+    --write-lockfile "$lock" --sign-key "$key" --deltas 1 --json \
+    > "$work/compose.json"
+  new=$(ostree rev-parse --repo="$repo" "$ref")
+  [ "$new" != "$base" ] || { echo "the compose made no new commit" >&2; exit 1; }
+fi
 
 echo "== changed packages and their .debs"
-"$compose" diff "$base" "$new" --repo "$work/repo" --json > "$work/diff.json"
+"$compose" diff "$base" "$new" --repo "$repo" --json > "$work/diff.json"
 debs=$(py "
 import json, os, sys, urllib.parse
 d = json.load(open('$work/diff.json'))
-arch = {p['name']: p['architecture'] for p in json.load(open('$work/one.lock.json'))['packages']}
+arch = {p['name']: p['architecture'] for p in json.load(open('$lock'))['packages']}
 changed = [(p['name'], p['version']) for p in d['added']] + [(c['name'], c['to']) for c in d['upgraded']]
 total = 0
 for name, ver in changed:
@@ -68,15 +72,15 @@ print(total)")
 echo "   total: $debs bytes"
 
 echo "== bundle $base -> $new"
-"$compose" bundle --repo "$work/repo" --from "$base" --to "$new" -o "$work/update.cairnbundle" \
-  --sign-key "$work/release.key" >/dev/null
+"$compose" bundle --repo "$repo" --from "$base" --to "$new" -o "$work/update.cairnbundle" \
+  --sign-key "$key" >/dev/null
 bundle_bytes=$(stat -c %s "$work/update.cairnbundle")
 
 # A host repository (bare, as in a sysroot) holding the base commit.
 host() {
   rm -rf "$work/host-$1"
   ostree init --repo="$work/host-$1" --mode=bare
-  ostree pull-local --repo="$work/host-$1" "$work/repo" "$base" >/dev/null
+  ostree pull-local --repo="$work/host-$1" "$repo" "$base" >/dev/null
   ostree remote add --repo="$work/host-$1" --no-gpg-verify origin "$url"
 }
 # Bytes the server sent since the log was cleared: sum of the sizes of the files requested.
@@ -87,7 +91,7 @@ print(sum(os.path.getsize(os.path.join('$work/www', l.strip().lstrip('/').split(
           for l in open('$work/server.log') if l.strip() and os.path.isfile(os.path.join('$work/www', l.strip().lstrip('/').split('?')[0]))))"
 }
 
-mkdir -p "$work/www" && ln -s "$work/repo" "$work/www/repo"
+mkdir -p "$work/www" && ln -s "$repo" "$work/www/repo"
 : > "$work/server.log"
 exec 3< <(exec python3 updater/tests/data/server.py "$work/www" --log "$work/server.log")
 server_pid=$!
@@ -97,7 +101,7 @@ trap 'kill $server_pid 2>/dev/null || true' EXIT
 
 echo "== ostree pull-local (baseline)"
 host local
-t0=$(now); ostree pull-local --repo="$work/host-local" "$work/repo" "$new" >/dev/null; t1=$(now)
+t0=$(now); ostree pull-local --repo="$work/host-local" "$repo" "$new" >/dev/null; t1=$(now)
 t_local=$(py "print($t1-$t0)")
 
 echo "== object-by-object pull over HTTP"
@@ -141,3 +145,4 @@ One-package change ($base -> $new), changed .debs: $debs bytes
 | bundle (zstd tar) | $bundle_bytes | $(ratio "$bundle_bytes" "$debs") | $(printf %.2f "$t_bundle") | $(ratio "$t_bundle" "$t_local") |
 | ostree pull-local | - | - | $(printf %.2f "$t_local") | 1.00 |
 REPORT
+echo "RESULT {\"debs\": $debs, \"objects_bytes\": $b_objects, \"delta_bytes\": $b_delta, \"bundle_bytes\": $bundle_bytes, \"objects_s\": $t_objects, \"delta_s\": $t_delta, \"bundle_s\": $t_bundle, \"pull_local_s\": $t_local}"

@@ -78,3 +78,4 @@ cat <<REPORT
 | deployment write: ostree admin deploy / cp -al (s) | $deploy_s | $cp_s | $(ratio "$deploy_s" "$cp_s") |
 | peak RSS of the upgrade (KiB) | $cairn_rss | $ref_rss | $(ratio "$cairn_rss" "$ref_rss") |
 REPORT
+echo "RESULT {\"cairn_s\": $cairn_s, \"pull_s\": $pull_s, \"deploy_s\": $deploy_s, \"cp_al_s\": $cp_s, \"cairn_rss_kib\": $cairn_rss, \"ostree_rss_kib\": $ref_rss}"

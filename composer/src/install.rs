@@ -23,6 +23,11 @@ use crate::progress::Progress;
 const DRACUT_CONF: &str =
     "hostonly=\"no\"\nadd_dracutmodules+=\" ostree \"\ncompress=\"zstd -q -3 -T0\"\n";
 
+/// dpkg without an fsync per unpacked file, for the install only (the customize hook removes
+/// it, so the OS's own dpkg stays safe). Nothing is lost: a tree whose compose did not finish is
+/// thrown away, and the commit writes (and syncs) every object into the repository anyway.
+const UNSAFE_IO: &str = "etc/dpkg/dpkg.cfg.d/50-cairn-compose-unsafe-io";
+
 /// Installs `packages` from the flat repository `pool` into `tree` (which must not exist).
 pub fn install(
     pool: &Path,
@@ -44,7 +49,9 @@ pub fn install(
         .map(|p| format!("{}={}", p.name, p.version))
         .collect();
     let setup = format!(
-        "mkdir -p \"$1/etc/dracut.conf.d\" && printf '{}' > \"$1/etc/dracut.conf.d/50-cairn.conf\"",
+        "mkdir -p \"$1/etc/dracut.conf.d\" \"$1/etc/dpkg/dpkg.cfg.d\" \
+         && printf '{}' > \"$1/etc/dracut.conf.d/50-cairn.conf\" \
+         && echo force-unsafe-io > \"$1/{UNSAFE_IO}\"",
         DRACUT_CONF.replace('\n', "\\n")
     );
     Command::new("mmdebstrap")
@@ -53,6 +60,7 @@ pub fn install(
         .arg("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount")
         .arg("--aptopt=APT::Install-Recommends \"false\"")
         .arg(format!("--setup-hook={setup}"))
+        .arg(format!("--customize-hook=rm \"$1/{UNSAFE_IO}\""))
         .arg(format!("--include={}", include.join(",")))
         .arg(suite)
         .arg(tree)
