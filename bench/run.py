@@ -127,6 +127,8 @@ def by_hand(lockfile, cache, tree, repo):
     s1, r1, _ = measure(["mmdebstrap", "--variant=custom", "--mode=root", "--format=directory",
                          f"--architectures={arch}", "--aptopt=APT::Install-Recommends \"false\"",
                          "--skip=download/empty", "--skip=essential/unlink",
+                         # device nodes cannot go into an OSTree commit
+                         "--skip=output/dev", "--skip=output/mknod",
                          f"--setup-hook={setup_conf}", f"--setup-hook={setup_debs}",
                          f"--include={include}", "-q", "bookworm", tree] + host_sources(),
                         out=os.devnull, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
