@@ -127,12 +127,13 @@ def by_hand(lockfile, cache, tree, repo):
     s1, r1, _ = measure(["mmdebstrap", "--variant=custom", "--mode=root", "--format=directory",
                          f"--architectures={arch}", "--aptopt=APT::Install-Recommends \"false\"",
                          "--skip=download/empty", "--skip=essential/unlink",
-                         # device nodes cannot go into an OSTree commit
-                         "--skip=output/dev", "--skip=output/mknod",
                          f"--setup-hook={setup_conf}", f"--setup-hook={setup_debs}",
                          f"--include={include}", "-q", "bookworm", tree] + host_sources(),
                         out=os.devnull, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     remove(debs)
+    # mmdebstrap (root mode, directory output) creates /dev's nodes; ostree cannot commit them.
+    for node in os.listdir(os.path.join(tree, "dev")):
+        remove(os.path.join(tree, "dev", node))
     subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=archive"], check=True)
     s2, r2, _ = measure(["ostree", "commit", f"--repo={repo}", f"--branch={REF}",
                          f"--tree=dir={tree}", "--no-xattrs"])
