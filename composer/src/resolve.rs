@@ -168,37 +168,69 @@ impl AptRoot {
 
     /// Downloads exactly `packages` into the cache (skipping what is there), and returns each
     /// with its `.deb`'s sha256 and path.
+    ///
+    /// A cached `.deb` whose sha256 matches the index is used as it is, without asking apt (its
+    /// download pass costs a full dependency solve, seconds, for nothing when the cache is warm);
+    /// apt downloads whatever is missing or differs, then every file is checked again.
     pub fn download(&self, packages: &[Package]) -> Result<Vec<(LockedPackage, PathBuf)>> {
         let wanted: Vec<String> = packages
             .iter()
             .map(|p| format!("{}={}", p.name, p.version))
             .collect();
-        self.apt_get()
-            .args([
-                "install",
-                "--download-only",
-                "-q",
-                "-y",
-                "--no-install-recommends",
-            ])
-            .args(&wanted)
-            .run_checked()
-            .context("Downloading packages")?;
-        // apt uses packages from file: sources in place instead of copying them into the cache;
-        // copy those (always: a cached file of the same name may come from another source).
-        for (uri, file) in self.uris(&wanted)? {
-            if let Some(path) = uri.strip_prefix("file:") {
-                fs::copy(path, self.archives.join(&file))
+        let fetches = self.uris(&wanted)?;
+        let cached_ok = |f: &Fetch| -> Result<bool> {
+            let path = self.archives.join(&f.file);
+            Ok(match &f.sha256 {
+                Some(want) if path.exists() => &sha256_file(&path)? == want,
+                _ => false,
+            })
+        };
+        let mut missing = false;
+        for f in &fetches {
+            if let Some(path) = f.uri.strip_prefix("file:") {
+                // apt uses packages from file: sources in place instead of copying them into
+                // the cache; copy those (always: a cached file of the same name may come from
+                // another source).
+                fs::copy(path, self.archives.join(&f.file))
                     .with_context(|| format!("Copying {path} into the cache"))?;
+            } else if !cached_ok(f)? {
+                missing = true;
             }
         }
+        if missing {
+            self.apt_get()
+                .args([
+                    "install",
+                    "--download-only",
+                    "-q",
+                    "-y",
+                    "--no-install-recommends",
+                ])
+                .args(&wanted)
+                .run_checked()
+                .context("Downloading packages")?;
+        }
+        let index: std::collections::HashMap<&str, &Fetch> =
+            fetches.iter().map(|f| (f.file.as_str(), f)).collect();
         packages
             .iter()
             .map(|p| {
-                let path = self.archives.join(archive_file_name(p));
+                let file = archive_file_name(p);
+                let path = self.archives.join(&file);
                 let sha256 = sha256_file(&path).with_context(|| {
                     format!("apt did not leave {} {} in the cache", p.name, p.version)
                 })?;
+                if let Some(want) = index.get(file.as_str()).and_then(|f| f.sha256.as_ref()) {
+                    if want != &sha256 {
+                        bail!(
+                            "{} {}: {} has sha256 {sha256}, the package index says {want}; \
+                             delete it from the cache and compose again",
+                            p.name,
+                            p.version,
+                            path.display()
+                        );
+                    }
+                }
                 Ok((
                     LockedPackage {
                         name: p.name.clone(),
@@ -212,9 +244,9 @@ impl AptRoot {
             .collect()
     }
 
-    /// (URI, archive file name) of every package apt would fetch for `wanted` into an empty
-    /// cache.
-    fn uris(&self, wanted: &[String]) -> Result<Vec<(String, String)>> {
+    /// Where apt would fetch every package of `wanted` from into an empty cache, with the
+    /// index's sha256 of each.
+    fn uris(&self, wanted: &[String]) -> Result<Vec<Fetch>> {
         let empty = tempfile::tempdir().context("Creating a scratch directory")?;
         fs::create_dir_all(empty.path().join("partial"))?;
         let out = self
@@ -231,16 +263,35 @@ impl AptRoot {
             .args(wanted)
             .output_checked()
             .context("Listing package locations")?;
-        Ok(out
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let uri = f.next()?.trim_matches('\'');
-                let file = f.next()?;
-                Some((percent_decode(uri), file.to_string()))
-            })
-            .collect())
+        Ok(out.lines().filter_map(parse_uri_line).collect())
     }
+}
+
+/// One package as `apt-get --print-uris` lists it.
+#[derive(Debug, PartialEq, Eq)]
+struct Fetch {
+    uri: String,
+    /// The archive file name in apt's cache.
+    file: String,
+    /// The index's sha256 of the `.deb`, when the index has one.
+    sha256: Option<String>,
+}
+
+/// Parses `'URI' FILE SIZE HASHTYPE:HASH`.
+fn parse_uri_line(line: &str) -> Option<Fetch> {
+    let mut f = line.split_whitespace();
+    let uri = f.next()?.trim_matches('\'');
+    let file = f.next()?;
+    let _size = f.next();
+    let sha256 = f
+        .next()
+        .and_then(|h| h.strip_prefix("SHA256:"))
+        .map(str::to_string);
+    Some(Fetch {
+        uri: percent_decode(uri),
+        file: file.to_string(),
+        sha256,
+    })
 }
 
 /// Decodes `%xx` escapes in a URI path.
@@ -368,7 +419,15 @@ pub fn make_flat_repo(dir: &Path, debs: &[PathBuf]) -> Result<()> {
                 .with_context(|| format!("Copying {} into {}", deb.display(), dir.display()))?;
         }
     }
+    // SHA256 is all apt needs here; the other three hashes cost most of the indexing time.
     let packages = Command::new("apt-ftparchive")
+        .args([
+            "-o",
+            "APT::FTPArchive::MD5=false",
+            "-o",
+            "APT::FTPArchive::SHA1=false",
+        ])
+        .args(["-o", "APT::FTPArchive::SHA512=false"])
         .arg("packages")
         .arg(".")
         .current_dir(dir)
@@ -394,6 +453,21 @@ mod tests {
             parse_inst_line("Inst tzdata (2025b-0+deb12u1 Debian:12.15/oldstable [all])").unwrap();
         assert_eq!(p.architecture, "all");
         assert!(parse_inst_line("Conf libc6 (2.36 Debian [amd64])").is_none());
+    }
+
+    #[test]
+    fn parses_print_uris_lines() {
+        let f = parse_uri_line(
+            "'http://mirror.example/debian/pool/main/u/util-linux/bsdutils_2.38.1-5_amd64.deb' \
+             bsdutils_1%3a2.38.1-5_amd64.deb 93160 SHA256:4f0a",
+        )
+        .unwrap();
+        assert_eq!(f.file, "bsdutils_1%3a2.38.1-5_amd64.deb");
+        assert_eq!(f.sha256.as_deref(), Some("4f0a"));
+        let f =
+            parse_uri_line("'file:/srv/my%20debs/a_1_all.deb' a_1_all.deb 10 MD5Sum:00").unwrap();
+        assert_eq!(f.uri, "file:/srv/my debs/a_1_all.deb");
+        assert_eq!(f.sha256, None);
     }
 
     #[test]
