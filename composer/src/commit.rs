@@ -76,7 +76,8 @@ fn write(
         crate::tree_writer::write_tree(repo, req.tree, &mtree, cancellable)
     } else {
         // The directory-fd entry point, as the `ostree commit` CLI uses: the GFile one
-        // (`write_directory_to_mtree`) queries every file through GIO and measured 1.4x slower.
+        // (`write_directory_to_mtree`) queries every file through GIO: 1.4-1.7x the CLI's time
+        // on a bare-user repo (two runs), where this one is at parity (BENCHMARKS.md, case 3).
         let modifier =
             ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::SKIP_XATTRS, None);
         std::fs::File::open(req.tree)

@@ -22,6 +22,11 @@ REF = "cairn/bookworm/x86_64/stable"
 V1_MANIFEST = os.path.join(ROOT, "manifests", "container-host.toml")
 COMPOSE = os.path.join(ROOT, "target", "release", "cairn-compose")
 BOOTING = r"Booting `"
+# Terminal control sequences (GRUB's menu moves the cursor even in the middle of a word:
+# "Boot\x1b[01;06H\x1b[01;07Hing `…'"); waits match the text with them taken out.
+CONTROL = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[()][A-Za-z0-9]|[A-Za-z=>])")
+# A control sequence cut off at the end of a read: kept until the next read completes it.
+CUT_CONTROL = re.compile(r"\x1b(?:\[[0-9;?]*|[()])?$")
 
 
 class TestFailure(Exception):
@@ -59,7 +64,8 @@ class Guest:
     def __init__(self, disk, workdir):
         self.sock_path = os.path.join(workdir, "console.sock")
         self.log = open(os.path.join(workdir, "console.log"), "ab")
-        self.buf = ""
+        self.buf = ""  # the console text, without control sequences
+        self.cut = ""  # the start of a control sequence split across reads
         self.cond = threading.Condition()
         self.n = 0
         self.eof = False
@@ -102,7 +108,10 @@ class Guest:
                     return
                 self.log.write(data)
                 self.log.flush()
-                self.buf += data.decode("utf-8", "replace")
+                text = self.cut + data.decode("utf-8", "replace")
+                cut = CUT_CONTROL.search(text)
+                self.cut = text[cut.start():] if cut else ""
+                self.buf += CONTROL.sub("", text[:cut.start()] if cut else text)
                 self.cond.notify_all()
 
     def mark(self):
