@@ -5,6 +5,7 @@
 //! build machine's apt state. Downloads land in the cache's `archives/`, where apt finds them
 //! again next time, so a second compose downloads only what changed.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -171,30 +172,32 @@ impl AptRoot {
     ///
     /// A cached `.deb` whose sha256 matches the index is used as it is, without asking apt (its
     /// download pass costs a full dependency solve, seconds, for nothing when the cache is warm);
-    /// apt downloads whatever is missing or differs, then every file is checked again.
+    /// apt downloads whatever is missing or differs, and what it fetched is checked too. Each
+    /// file is hashed once.
     pub fn download(&self, packages: &[Package]) -> Result<Vec<(LockedPackage, PathBuf)>> {
         let wanted: Vec<String> = packages
             .iter()
             .map(|p| format!("{}={}", p.name, p.version))
             .collect();
         let fetches = self.uris(&wanted)?;
-        let cached_ok = |f: &Fetch| -> Result<bool> {
-            let path = self.archives.join(&f.file);
-            Ok(match &f.sha256 {
-                Some(want) if path.exists() => &sha256_file(&path)? == want,
-                _ => false,
-            })
-        };
+        // sha256 of the cached .debs that match the index, by archive file name.
+        let mut verified: HashMap<String, String> = HashMap::new();
         let mut missing = false;
         for f in &fetches {
+            let cached = self.archives.join(&f.file);
             if let Some(path) = f.uri.strip_prefix("file:") {
                 // apt uses packages from file: sources in place instead of copying them into
                 // the cache; copy those (always: a cached file of the same name may come from
                 // another source).
-                fs::copy(path, self.archives.join(&f.file))
+                fs::copy(path, &cached)
                     .with_context(|| format!("Copying {path} into the cache"))?;
-            } else if !cached_ok(f)? {
-                missing = true;
+                continue;
+            }
+            match &f.sha256 {
+                Some(want) if cached.exists() && &sha256_file(&cached)? == want => {
+                    verified.insert(f.file.clone(), want.clone());
+                }
+                _ => missing = true,
             }
         }
         if missing {
@@ -210,16 +213,18 @@ impl AptRoot {
                 .run_checked()
                 .context("Downloading packages")?;
         }
-        let index: std::collections::HashMap<&str, &Fetch> =
-            fetches.iter().map(|f| (f.file.as_str(), f)).collect();
+        let index: HashMap<&str, &Fetch> = fetches.iter().map(|f| (f.file.as_str(), f)).collect();
         packages
             .iter()
             .map(|p| {
                 let file = archive_file_name(p);
                 let path = self.archives.join(&file);
-                let sha256 = sha256_file(&path).with_context(|| {
-                    format!("apt did not leave {} {} in the cache", p.name, p.version)
-                })?;
+                let sha256 = match verified.remove(&file) {
+                    Some(known) => known,
+                    None => sha256_file(&path).with_context(|| {
+                        format!("apt did not leave {} {} in the cache", p.name, p.version)
+                    })?,
+                };
                 if let Some(want) = index.get(file.as_str()).and_then(|f| f.sha256.as_ref()) {
                     if want != &sha256 {
                         bail!(
