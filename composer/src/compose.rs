@@ -1,7 +1,8 @@
 //! `cairn-compose tree`: one manifest to one new version on its ref.
 //!
 //! resolve (apt, or a lockfile) → inputs hash → unchanged? stop → download into the cache →
-//! install (mmdebstrap) → post-process → commit (one libostree transaction, signed inside it
+//! install (the changed packages on the ref's cached fresh install, or all by mmdebstrap) →
+//! post-process → commit (one libostree transaction, signed inside it
 //! with `--sign-key`) → static deltas from the previous versions → summary → lockfile.
 //! Everything before the commit happens in a work directory that is removed on every exit path;
 //! the repository changes only in the final transaction.
@@ -17,12 +18,13 @@ use cairn_release::{history, version};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::install_base::{self, BaseStore, NoTransition};
 use crate::lockfile::{LockedPackage, Lockfile};
 use crate::manifest::{FileSource, Manifest};
 use crate::progress::Progress;
 use crate::resolve::{make_flat_repo, sha256_file, AptRoot};
 use crate::workdir::WorkDir;
-use crate::{commit, delta, install, interrupt, postprocess};
+use crate::{commit, delta, initramfs, install, interrupt, postprocess};
 use cairn_release::signature::SecretKey;
 
 /// What the user asked for.
@@ -48,6 +50,30 @@ pub struct ComposeOptions {
     pub sign_key: Option<PathBuf>,
     /// Static deltas to the new commit from this many previous versions.
     pub deltas: usize,
+    /// Install every package from scratch, not from the cached install of an earlier compose.
+    pub fresh_install: bool,
+}
+
+/// How the tree's packages were installed.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    /// `fresh` (every package, by mmdebstrap) or `incremental` (package changes applied by apt
+    /// to a copy of the ref's cached fresh install).
+    pub mode: &'static str,
+    /// Incremental: sha256 of the cached install's package set (also in the commit metadata).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Incremental: packages installed, upgraded or downgraded on the base.
+    pub changed: usize,
+    /// Incremental: packages purged from the base.
+    pub purged: usize,
+    /// Incremental: the changed file inside (or feeding) the initramfs that made the compose
+    /// make it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initramfs_remade_for: Option<String>,
+    /// Fresh: why the cached install was not used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fresh_because: Option<String>,
 }
 
 /// What a compose did.
@@ -83,6 +109,8 @@ pub enum Outcome {
         signed: bool,
         /// Versions (or commits) a static delta to the new commit starts from.
         deltas_from: Vec<String>,
+        /// How the packages were installed.
+        install: InstallReport,
     },
 }
 
@@ -179,16 +207,22 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
             .map(|(_, p)| p.clone())
             .collect::<Vec<_>>(),
     )?;
-    progress.step("Installing packages (mmdebstrap)");
     let tree = work.path().join("tree");
     let locked: Vec<LockedPackage> = downloaded.into_iter().map(|(l, _)| l).collect();
-    install::install(
-        &pool,
-        &locked,
-        &manifest.suite,
-        &manifest.architecture,
-        epoch,
+    let installed = install_packages(
+        &cache,
+        &manifest.osref,
+        work.path(),
         &tree,
+        install::Target {
+            pool: &pool,
+            packages: &locked,
+            suite: &manifest.suite,
+            architecture: &manifest.architecture,
+            source_date_epoch: epoch,
+            tree: &work.path().join("install"),
+        },
+        opts.fresh_install,
         progress,
     )?;
     interrupt::check()?;
@@ -208,6 +242,7 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         &inputs,
         facts.kernel.as_deref(),
         epoch,
+        installed.base.as_deref(),
     );
     let subject = format!("{} {new_version}", manifest.os);
     let checksum = commit::commit(
@@ -245,12 +280,11 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         .unwrap_or_else(|| repo_parent.join(format!("{}-{new_version}.lock.json", manifest.os)));
     Lockfile::new(&manifest.osref, &new_version, locked).write(&lock_path)?;
     if let Some(keep) = &opts.keep_tree {
-        fs::rename(&tree, keep).with_context(|| {
-            format!(
-                "Keeping the tree in {} (it must not exist, on the cache's filesystem)",
-                keep.display()
-            )
-        })?;
+        progress.step(&format!("Keeping the tree in {}", keep.display()));
+        if keep.exists() {
+            bail!("--keep-tree {}: it must not exist", keep.display());
+        }
+        install_base::copy_tree(&tree, keep)?;
     }
     Ok(Outcome::Committed {
         osref: manifest.osref.clone(),
@@ -261,6 +295,111 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         kernel: facts.kernel,
         signed: sign_key.is_some(),
         deltas_from,
+        install: installed,
+    })
+}
+
+/// Installs the locked packages and mounts the result at `tree`, a writable overlay view of the
+/// ref's cached fresh install: with apt's changes on it when few packages differ (see
+/// `install_base`), else of a new install from scratch, which becomes the cached one. A failed
+/// incremental install falls back to a fresh one. Dropping `work` unmounts the view.
+fn install_packages(
+    cache: &Path,
+    osref: &str,
+    work: &Path,
+    tree: &Path,
+    target: install::Target,
+    fresh_only: bool,
+    progress: &Progress,
+) -> Result<InstallReport> {
+    let store = BaseStore::new(cache);
+    let recipe = install::recipe(target.suite, target.architecture);
+    let scratch = work.join("overlay");
+    let base = if fresh_only {
+        None
+    } else {
+        store.load(osref, &recipe)?
+    };
+    let fresh_because = match base {
+        None if fresh_only => "--fresh-install".to_string(),
+        None => "no cached install of this ref yet".to_string(),
+        Some(base) => match install_base::plan(&base.packages, target.packages) {
+            Err(NoTransition::Rebuilt(p)) => {
+                format!("{p} is another .deb than the cached install's")
+            }
+            Err(NoTransition::TooMany { changes, packages }) => {
+                format!("{changes} of {packages} packages differ from the cached install")
+            }
+            Ok(changes) => {
+                progress.step(&format!(
+                    "Installing packages: {} changed, {} purged on the cached install of {} packages",
+                    changes.install.len(),
+                    changes.purge.len(),
+                    base.packages.len()
+                ));
+                let applied = install_base::mount_overlay(&base.tree, &scratch, tree)
+                    .and_then(|()| {
+                        install::apply(&install::Target { tree, ..target }, &changes, progress)
+                    })
+                    .and_then(|()| {
+                        initramfs::refresh_if_stale(
+                            tree,
+                            &base.tree,
+                            &changes,
+                            target.source_date_epoch,
+                        )
+                    });
+                match applied {
+                    Ok(stale) => {
+                        if let Some(path) = &stale {
+                            progress.step(&format!(
+                                "Made the initramfs again (a changed package owns /{path})"
+                            ));
+                        }
+                        return Ok(InstallReport {
+                            mode: "incremental",
+                            base: Some(install_base::set_sha256(&base.packages)),
+                            changed: changes.install.len(),
+                            purged: changes.purge.len(),
+                            initramfs_remade_for: stale,
+                            fresh_because: None,
+                        });
+                    }
+                    Err(e) => {
+                        interrupt::check()?;
+                        progress.step(&format!(
+                            "warning: applying the changes to the cached install failed; installing from scratch: {e:#}"
+                        ));
+                        install_base::unmount_overlay(&scratch, tree)?;
+                        format!("applying the changes failed: {e:#}")
+                    }
+                }
+            }
+        },
+    };
+    progress.step(&format!(
+        "Installing packages (mmdebstrap, from scratch: {fresh_because})"
+    ));
+    let raw = target.tree;
+    install::install(&target, progress)?;
+    interrupt::check()?;
+    // The install goes into the cache as it is; the compose goes on in a view of it.
+    let lower = store.adopt(osref, &recipe, target.packages, raw)?;
+    if let Err(e) = install_base::mount_overlay(&lower, &scratch, tree) {
+        // Without overlayfs (some containers) the next compose installs from scratch too.
+        progress.step(&format!(
+            "warning: cannot mount a view of the kept install, copying it: {e:#}"
+        ));
+        install_base::unmount_overlay(&scratch, tree)?;
+        install_base::copy_tree(&lower, tree)?;
+    }
+    Ok(InstallReport {
+        mode: "fresh",
+        base: None,
+        changed: target.packages.len(),
+        purged: 0,
+        initramfs_remade_for: None,
+        fresh_because: Some(fresh_because),
     })
 }
 
@@ -285,6 +424,7 @@ fn commit_metadata(
     inputs: &str,
     kernel: Option<&str>,
     epoch: u64,
+    install_base: Option<&str>,
 ) -> glib::Variant {
     let dict = glib::VariantDict::new(None);
     dict.insert_value(meta::VERSION, &version.to_variant());
@@ -299,6 +439,9 @@ fn commit_metadata(
     dict.insert_value(meta::PACKAGES, &meta::packages_variant(packages));
     dict.insert_value(meta::INPUTS_SHA256, &inputs.to_variant());
     dict.insert_value(meta::SOURCE_DATE_EPOCH, &epoch.to_variant());
+    if let Some(base) = install_base {
+        dict.insert_value(meta::INSTALL_BASE, &base.to_variant());
+    }
     dict.end()
 }
 

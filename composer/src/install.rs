@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use cairn_release::metadata::Package;
 
 use crate::command::CommandExt;
+use crate::install_base::Transition;
 use crate::lockfile::LockedPackage;
 use crate::progress::Progress;
 
@@ -28,49 +29,131 @@ const DRACUT_CONF: &str =
 /// thrown away, and the commit writes (and syncs) every object into the repository anyway.
 const UNSAFE_IO: &str = "etc/dpkg/dpkg.cfg.d/50-cairn-compose-unsafe-io";
 
-/// Installs `packages` from the flat repository `pool` into `tree` (which must not exist).
-pub fn install(
-    pool: &Path,
-    packages: &[LockedPackage],
-    suite: &str,
-    architecture: &str,
-    source_date_epoch: u64,
-    tree: &Path,
-    progress: &Progress,
-) -> Result<()> {
-    let sources = pool.join("pool.list");
-    std::fs::write(
-        &sources,
-        format!("deb [trusted=yes] file:{} ./\n", pool.display()),
+/// What decides how a tree is installed besides its packages: a cached base installed by
+/// another recipe is not reused (see `install_base`).
+pub fn recipe(suite: &str, architecture: &str) -> String {
+    format!(
+        "cairn-compose {} {suite} {architecture}\n{DRACUT_CONF}",
+        env!("CARGO_PKG_VERSION")
     )
-    .context("Writing the pool's sources")?;
-    let include: Vec<String> = packages
+}
+
+/// Where the packages come from and where they go.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    /// The flat repository holding exactly the locked `.deb`s.
+    pub pool: &'a Path,
+    /// The locked package set.
+    pub packages: &'a [LockedPackage],
+    /// Debian suite.
+    pub suite: &'a str,
+    /// Debian architecture.
+    pub architecture: &'a str,
+    /// `SOURCE_DATE_EPOCH` for the maintainer scripts.
+    pub source_date_epoch: u64,
+    /// The tree.
+    pub tree: &'a Path,
+}
+
+/// Installs the packages into a new tree (which must not exist).
+///
+/// With dracut in the set, the initramfs is made once, after every package is configured: the
+/// kernel's hook and dracut's own trigger would each make it (INITRD=No stops both, as
+/// Debian's kernel hooks document), and one dracut run costs ~5 s.
+pub fn install(target: &Target, progress: &Progress) -> Result<()> {
+    let include: Vec<String> = target
+        .packages
         .iter()
         .map(|p| format!("{}={}", p.name, p.version))
         .collect();
+    let dracut = target.packages.iter().any(|p| p.name == "dracut");
+    let mut hooks = Vec::new();
+    if dracut {
+        hooks.push(
+            "for k in \"$1\"/boot/vmlinu[zx]-*; do [ -e \"$k\" ] || continue; \
+             chroot \"$1\" env -u INITRD /etc/kernel/postinst.d/dracut \"${k##*/vmlinu?-}\" || exit 1; done"
+                .to_string(),
+        );
+    }
+    let mut cmd = mmdebstrap(target, &hooks)?;
+    cmd.arg(format!("--include={}", include.join(",")));
+    if dracut {
+        cmd.env("INITRD", "No");
+    }
+    run(cmd, target, progress)
+}
+
+/// Turns the copy of a cached install in `target.tree` into the locked set: apt installs,
+/// upgrades, downgrades and purges only the packages of `changes`, in mmdebstrap's chroot
+/// (mounts, no services started, the same dpkg and apt settings as a fresh install). Replaced
+/// configuration files take the package's version, as a fresh install has them.
+pub fn apply(target: &Target, changes: &Transition, progress: &Progress) -> Result<()> {
+    let mut specs: Vec<String> = changes
+        .install
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.version))
+        .collect();
+    specs.extend(changes.purge.iter().map(|name| format!("{name}-")));
+    // apt records which packages it installed as dependencies; a fresh install (dpkg, by
+    // mmdebstrap) has no such record, so it goes outside the tree.
+    let states = target.pool.with_file_name("apt-extended-states");
+    let mut hooks = Vec::new();
+    if !specs.is_empty() {
+        // apt from outside the tree, as mmdebstrap itself installs: the tree needs no apt.
+        hooks.push(format!(
+            "APT_CONFIG=\"$MMDEBSTRAP_APT_CONFIG\" apt-get \
+             -o Dir::Bin::dpkg=env -o DPkg::Options::=--unset=TMPDIR -o DPkg::Options::=dpkg \
+             -o DPkg::Options::=--force-confnew -o DPkg::Chroot-Directory=\"$1\" \
+             -o Dir::State::extended_states={} \
+             --yes --allow-downgrades --purge install {}",
+            states.display(),
+            specs.join(" ")
+        ));
+    }
+    let mut cmd = mmdebstrap(target, &hooks)?;
+    cmd.arg("--skip=check/empty");
+    run(cmd, target, progress)
+}
+
+/// mmdebstrap with what both ways of installing share, running `customize` hooks while the
+/// pool is still mounted in the tree (the file-mirror hooks come after them).
+fn mmdebstrap(target: &Target, customize: &[String]) -> Result<Command> {
+    let sources = target.pool.join("pool.list");
+    std::fs::write(
+        &sources,
+        format!("deb [trusted=yes] file:{} ./\n", target.pool.display()),
+    )
+    .context("Writing the pool's sources")?;
     let setup = format!(
         "mkdir -p \"$1/etc/dracut.conf.d\" \"$1/etc/dpkg/dpkg.cfg.d\" \
          && printf '{}' > \"$1/etc/dracut.conf.d/50-cairn.conf\" \
          && echo force-unsafe-io > \"$1/{UNSAFE_IO}\"",
         DRACUT_CONF.replace('\n', "\\n")
     );
-    Command::new("mmdebstrap")
-        .args(["--variant=custom", "--mode=root", "--format=directory"])
-        .arg(format!("--architectures={architecture}"))
-        .arg("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount")
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args(["--variant=custom", "--mode=root", "--format=directory"])
+        .arg(format!("--architectures={}", target.architecture))
         .arg("--aptopt=APT::Install-Recommends \"false\"")
-        .arg(format!("--setup-hook={setup}"))
-        .arg(format!("--customize-hook=rm \"$1/{UNSAFE_IO}\""))
-        .arg(format!("--include={}", include.join(",")))
-        .arg(suite)
-        .arg(tree)
-        .arg(&sources)
-        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
-        .env("DEBIAN_FRONTEND", "noninteractive")
+        .arg(format!("--setup-hook={setup}"));
+    for hook in customize {
+        cmd.arg(format!("--customize-hook={hook}"));
+    }
+    cmd.arg(format!("--customize-hook=rm \"$1/{UNSAFE_IO}\""))
+        .arg("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount")
+        .env("SOURCE_DATE_EPOCH", target.source_date_epoch.to_string())
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    Ok(cmd)
+}
+
+/// Runs mmdebstrap (the positional arguments last), then checks the tree.
+fn run(mut cmd: Command, target: &Target, progress: &Progress) -> Result<()> {
+    cmd.arg(target.suite)
+        .arg(target.tree)
+        .arg(target.pool.join("pool.list"))
         .run_streaming(&mut |line| progress.detail(line))
         .context("Installing packages with mmdebstrap")?;
-    remove_mount_point(tree, pool)?;
-    verify_installed(tree, packages)
+    remove_mount_point(target.tree, target.pool)?;
+    verify_installed(target.tree, target.packages)
 }
 
 /// mmdebstrap's file-mirror hook bind-mounts the pool at its own path inside the tree and

@@ -107,7 +107,12 @@ impl AptRoot {
     }
 
     fn apt_get(&self) -> Command {
-        let mut cmd = Command::new("apt-get");
+        self.apt("apt-get")
+    }
+
+    /// `program` (apt-get or apt-cache) on this apt root.
+    fn apt(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         let root = self.root.display();
         for opt in [
             format!("Dir={root}"),
@@ -119,6 +124,11 @@ impl AptRoot {
             format!("APT::Architecture={}", self.architecture),
             format!("APT::Architectures={}", self.architecture),
             "Debug::NoLocking=1".into(),
+            // Keep apt's binary cache of the indices in the apt root (Debian's container
+            // images turn it off in /etc/apt/apt.conf.d, which apt reads first): without it
+            // every apt call parses all indices again (~0.5 s each here).
+            "Dir::Cache::pkgcache=pkgcache.bin".into(),
+            "Dir::Cache::srcpkgcache=srcpkgcache.bin".into(),
             "APT::Get::List-Cleanup=1".into(),
             "Acquire::Languages=none".into(),
         ] {
@@ -180,6 +190,7 @@ impl AptRoot {
             .map(|p| format!("{}={}", p.name, p.version))
             .collect();
         let fetches = self.uris(&wanted)?;
+        let index = self.index_sha256(&wanted)?;
         // sha256 of the cached .debs that match the index, by archive file name.
         let mut verified: HashMap<String, String> = HashMap::new();
         let mut missing = false;
@@ -193,7 +204,7 @@ impl AptRoot {
                     .with_context(|| format!("Copying {path} into the cache"))?;
                 continue;
             }
-            match &f.sha256 {
+            match index.get(&f.file) {
                 Some(want) if cached.exists() && &sha256_file(&cached)? == want => {
                     verified.insert(f.file.clone(), want.clone());
                 }
@@ -213,7 +224,6 @@ impl AptRoot {
                 .run_checked()
                 .context("Downloading packages")?;
         }
-        let index: HashMap<&str, &Fetch> = fetches.iter().map(|f| (f.file.as_str(), f)).collect();
         packages
             .iter()
             .map(|p| {
@@ -225,7 +235,7 @@ impl AptRoot {
                         format!("apt did not leave {} {} in the cache", p.name, p.version)
                     })?,
                 };
-                if let Some(want) = index.get(file.as_str()).and_then(|f| f.sha256.as_ref()) {
+                if let Some(want) = index.get(&file) {
                     if want != &sha256 {
                         bail!(
                             "{} {}: {} has sha256 {sha256}, the package index says {want}; \
@@ -249,8 +259,19 @@ impl AptRoot {
             .collect()
     }
 
-    /// Where apt would fetch every package of `wanted` from into an empty cache, with the
-    /// index's sha256 of each.
+    /// The sha256 the package indices give for each package of `wanted` (`name=version`), by
+    /// archive file name. (`--print-uris` shows an MD5 sum, or no hash, not this.)
+    fn index_sha256(&self, wanted: &[String]) -> Result<HashMap<String, String>> {
+        let out = self
+            .apt("apt-cache")
+            .arg("show")
+            .args(wanted)
+            .output_checked()
+            .context("Reading the packages' hashes from the indices")?;
+        Ok(parse_index_records(&out))
+    }
+
+    /// Where apt would fetch every package of `wanted` from into an empty cache.
     fn uris(&self, wanted: &[String]) -> Result<Vec<Fetch>> {
         let empty = tempfile::tempdir().context("Creating a scratch directory")?;
         fs::create_dir_all(empty.path().join("partial"))?;
@@ -278,25 +299,43 @@ struct Fetch {
     uri: String,
     /// The archive file name in apt's cache.
     file: String,
-    /// The index's sha256 of the `.deb`, when the index has one.
-    sha256: Option<String>,
 }
 
-/// Parses `'URI' FILE SIZE HASHTYPE:HASH`.
+/// Parses `'URI' FILE SIZE [HASHTYPE:HASH]`.
 fn parse_uri_line(line: &str) -> Option<Fetch> {
     let mut f = line.split_whitespace();
     let uri = f.next()?.trim_matches('\'');
     let file = f.next()?;
-    let _size = f.next();
-    let sha256 = f
-        .next()
-        .and_then(|h| h.strip_prefix("SHA256:"))
-        .map(str::to_string);
     Some(Fetch {
         uri: percent_decode(uri),
         file: file.to_string(),
-        sha256,
     })
+}
+
+/// The SHA256 field of each `apt-cache show` record, by archive file name.
+fn parse_index_records(text: &str) -> HashMap<String, String> {
+    let mut found = HashMap::new();
+    for record in text.split("\n\n") {
+        let field = |name: &str| {
+            record
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+        };
+        if let (Some(name), Some(version), Some(architecture), Some(sha256)) = (
+            field("Package:"),
+            field("Version:"),
+            field("Architecture:"),
+            field("SHA256:"),
+        ) {
+            let file = archive_file_name(&Package {
+                name,
+                version,
+                architecture,
+            });
+            found.entry(file).or_insert(sha256);
+        }
+    }
+    found
 }
 
 /// Decodes `%xx` escapes in a URI path.
@@ -462,17 +501,27 @@ mod tests {
 
     #[test]
     fn parses_print_uris_lines() {
+        // apt 2.6 prints an MD5 sum, or nothing, as the fourth field.
         let f = parse_uri_line(
             "'http://mirror.example/debian/pool/main/u/util-linux/bsdutils_2.38.1-5_amd64.deb' \
-             bsdutils_1%3a2.38.1-5_amd64.deb 93160 SHA256:4f0a",
+             bsdutils_1%3a2.38.1-5_amd64.deb 93160 MD5Sum:4f0a",
         )
         .unwrap();
         assert_eq!(f.file, "bsdutils_1%3a2.38.1-5_amd64.deb");
-        assert_eq!(f.sha256.as_deref(), Some("4f0a"));
-        let f =
-            parse_uri_line("'file:/srv/my%20debs/a_1_all.deb' a_1_all.deb 10 MD5Sum:00").unwrap();
+        let f = parse_uri_line("'file:/srv/my%20debs/a_1_all.deb' a_1_all.deb 10").unwrap();
         assert_eq!(f.uri, "file:/srv/my debs/a_1_all.deb");
-        assert_eq!(f.sha256, None);
+    }
+
+    #[test]
+    fn reads_sha256_from_index_records() {
+        let text = "Package: bsdutils\nVersion: 1:2.38.1-5\nArchitecture: amd64\n\
+                    MD5sum: 00\nSHA256: 4f0a\nDescription: x\n continued\n\n\
+                    Package: tzdata\nVersion: 2025b-0\nArchitecture: all\nSHA256: 77aa\n\n\
+                    Package: nohash\nVersion: 1\nArchitecture: all\n";
+        let found = parse_index_records(text);
+        assert_eq!(found["bsdutils_1%3a2.38.1-5_amd64.deb"], "4f0a");
+        assert_eq!(found["tzdata_2025b-0_all.deb"], "77aa");
+        assert_eq!(found.len(), 2);
     }
 
     #[test]

@@ -92,9 +92,13 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
     let manifest = write_manifest(dir, "");
     let args = tree_args(&manifest, &repo, &local, dir);
 
-    // 1. First compose.
-    let first = compose_json(&args);
+    // 1. First compose, every package from scratch (the shared cache may hold an install of
+    //    this ref from an earlier run).
+    let mut fresh = args.clone();
+    fresh.push("--fresh-install".into());
+    let first = compose_json(&fresh);
     assert_eq!(first["result"], "committed", "{first}");
+    assert_eq!(first["install"]["mode"], "fresh", "{first}");
     assert_eq!(first["version"], "2026.11.0");
     let c1 = first["commit"].as_str().unwrap().to_string();
     let osref = "testos/bookworm/x86_64/stable";
@@ -195,6 +199,12 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
     assert_eq!(second["version"], "2026.11.1");
     assert_eq!(second["signed"], true, "{second}");
     assert_eq!(second["deltas_from"], serde_json::json!(["2026.11.0"]));
+    // Only the changed package was installed, on a copy of the first compose's install.
+    assert_eq!(second["install"]["mode"], "incremental", "{second}");
+    assert_eq!(second["install"]["changed"], 1, "{second}");
+    assert_eq!(second["install"]["purged"], 0, "{second}");
+    let base = second["install"]["base"].as_str().unwrap().to_string();
+    assert_eq!(base.len(), 64, "{second}");
     let commitmeta = repo.join(format!(
         "objects/{}/{}.commitmeta",
         &second["commit"].as_str().unwrap()[..2],
@@ -255,6 +265,24 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
         .collect();
     assert_eq!(versions, ["2026.11.1", "2026.11.0"]);
 
+    // 3b. The incremental tree equals a fresh install of the same lockfile (which becomes
+    //     the cached install).
+    let repo_fresh = dir.join("repo-fresh");
+    let mut fresh2 = tree_args(&manifest, &repo_fresh, &local, dir);
+    fresh2.extend([
+        "--fresh-install".into(),
+        "--lockfile".into(),
+        second["lockfile"].as_str().unwrap().to_string(),
+        "--write-lockfile".into(),
+        dir.join("fresh2.lock.json").display().to_string(),
+    ]);
+    let fresh2 = compose_json(&fresh2);
+    assert_eq!(fresh2["install"]["mode"], "fresh", "{fresh2}");
+    run(std::process::Command::new("ostree")
+        .arg(format!("--repo={}", repo_fresh.display()))
+        .args(["pull-local", repo.to_str().unwrap(), &c2]));
+    assert_same_files(&repo_fresh, &c2, fresh2["commit"].as_str().unwrap());
+
     // 4. The first lockfile composes the first package set again, as a new version.
     let mut locked = args.clone();
     locked.extend(["--lockfile".into(), lock1.clone()]);
@@ -265,7 +293,19 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
         third["deltas_from"],
         serde_json::json!(["2026.11.1", "2026.11.0"])
     );
+    assert_eq!(third["install"]["mode"], "incremental", "{third}");
+    assert_eq!(third["install"]["changed"], 1, "a downgrade: {third}");
+    assert_ne!(
+        third["install"]["base"],
+        base.as_str(),
+        "the base is 3b's: {third}"
+    );
     let c3 = third["commit"].as_str().unwrap().to_string();
+    assert_eq!(
+        ostree_show_metadata(&repo, &c3, "cairn.install-base").as_deref(),
+        Some(format!("'{}'", third["install"]["base"].as_str().unwrap()).as_str()),
+        "the commit names the install it started from"
+    );
     assert_eq!(
         ostree_cat(&repo, &c3, "/usr/share/cairn-hello/greeting").unwrap(),
         "hello 1.0\n"
@@ -284,6 +324,10 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
             "lockfile compose differs from the first in {k}: {same}"
         );
     }
+
+    // The downgrade on the cached install gives the first compose's tree again: the same
+    // files with the same contents (the package's 1.1-only file is gone).
+    assert_same_files(&repo, &c1, &c3);
 
     // 5. A failing post-process script: a clear error, and the repository as it was.
     let before = refs_state(&repo);
@@ -363,6 +407,32 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
         repo.display().to_string(),
     ]);
     assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+    // 7. A damaged cached install (its dpkg database gone): the compose notices, installs
+    //     from scratch, and keeps that install as the new base.
+    write_manifest(dir, ""); // step 5 left its failing script in it
+    let slot = cached_install_of(osref);
+    fs::remove_file(slot.join("tree/var/lib/dpkg/status")).unwrap();
+    let mut again = locked.clone();
+    again.push("--force".into());
+    let fourth = compose_json(&again);
+    assert_eq!(fourth["result"], "committed", "{fourth}");
+    assert_eq!(fourth["install"]["mode"], "fresh", "{fourth}");
+    assert!(
+        fourth["install"]["fresh_because"]
+            .as_str()
+            .unwrap()
+            .contains("applying the changes failed"),
+        "{fourth}"
+    );
+    assert!(cached_install_of(osref)
+        .join("tree/var/lib/dpkg/status")
+        .exists());
+    let c4 = fourth["commit"].as_str().unwrap().to_string();
+    assert_eq!(
+        ostree_cat(&repo, &c4, "/usr/share/cairn-hello/greeting").unwrap(),
+        "hello 1.0\n"
+    );
+
     run(std::process::Command::new("ostree")
         .arg(format!("--repo={}", repo.display()))
         .arg("fsck"));
@@ -396,6 +466,33 @@ fn a_package_that_does_not_exist_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cairn-no-such-package"), "{err}");
     assert!(refs_state(&repo).is_empty());
+}
+
+/// Two commits of `repo` hold the same paths with the same contents.
+fn assert_same_files(repo: &Path, a: &str, b: &str) {
+    let out = run(std::process::Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(["diff", a, b]));
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.trim().is_empty(),
+        "an incremental install differs from a fresh one:\n{diff}"
+    );
+}
+
+/// The cached fresh install of `osref` in the shared cache.
+fn cached_install_of(osref: &str) -> std::path::PathBuf {
+    let installs = shared_cache().join("installs");
+    for entry in fs::read_dir(&installs).unwrap().flatten() {
+        let Ok(text) = fs::read_to_string(entry.path().join("base.json")) else {
+            continue;
+        };
+        let info: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if info["ref"] == osref {
+            return entry.path();
+        }
+    }
+    panic!("no cached install of {osref} in {}", installs.display());
 }
 
 fn count_objects(repo: &Path) -> usize {
@@ -441,47 +538,53 @@ fn ctrl_c_during_install_leaves_the_repo_and_no_trees_behind() {
     assert_eq!(compose_json(&args)["result"], "committed");
     let before = refs_state(&repo);
 
-    let mut child = compose()
-        .args(&args)
-        .arg("--force")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        // Interrupt once mmdebstrap is installing into the tree (its mounts are up).
-        if line.contains("extracting archives") || line.contains("installing") {
-            run(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]));
-            break;
+    // Once in mmdebstrap's fresh install, once while apt changes a copy of the cached install.
+    for (how, when) in [
+        (&["--force", "--fresh-install"][..], "extracting archives"),
+        (&["--force"][..], "on the cached install"),
+    ] {
+        let mut child = compose()
+            .args(&args)
+            .args(how)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap() > 0 {
+            seen.push_str(&line);
+            // Interrupt once the install has begun in the tree (its mounts are up).
+            if line.contains(when) {
+                run(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]));
+                break;
+            }
+            line.clear();
         }
-        line.clear();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        seen.push_str(&rest);
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "an interrupted compose must fail ({how:?}): {seen}"
+        );
+        assert!(seen.contains("interrupted"), "{seen}");
+        assert_eq!(refs_state(&repo), before, "the ref did not move");
+        // Other tests share the cache and may be composing: this compose's own tree must be gone.
+        let work = shared_cache().join("work");
+        assert!(
+            !work.join(format!("work-{}", child.id())).exists(),
+            "no tree left: {seen}"
+        );
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(work.to_str().unwrap()),
+            "no mounts left under {}",
+            work.display()
+        );
     }
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    seen.push_str(&rest);
-    let status = child.wait().unwrap();
-    assert!(
-        !status.success(),
-        "an interrupted compose must fail: {seen}"
-    );
-    assert!(seen.contains("interrupted"), "{seen}");
-    assert_eq!(refs_state(&repo), before, "the ref did not move");
-    // Other tests share the cache and may be composing: this compose's own tree must be gone.
-    let work = shared_cache().join("work");
-    assert!(
-        !work.join(format!("work-{}", child.id())).exists(),
-        "no tree left: {seen}"
-    );
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(work.to_str().unwrap()),
-        "no mounts left under {}",
-        work.display()
-    );
     run(std::process::Command::new("ostree")
         .arg(format!("--repo={}", repo.display()))
         .arg("fsck"));

@@ -23,6 +23,9 @@ pub const PACKAGES: &str = "cairn.packages";
 pub const INPUTS_SHA256: &str = "cairn.inputs-sha256";
 /// The `SOURCE_DATE_EPOCH` the tree was built with (seconds).
 pub const SOURCE_DATE_EPOCH: &str = "cairn.source-date-epoch";
+/// On a tree made by applying package changes to a cached fresh install: sha256 of that
+/// install's package set (name, version, architecture, `.deb` sha256 per line, sorted).
+pub const INSTALL_BASE: &str = "cairn.install-base";
 
 /// One installed Debian package.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]

@@ -8,7 +8,8 @@ Phases (each timed; the summary prints them):
   image       cairn-compose image tests/vm/recipe.toml (qcow2; remote = this test's HTTP server)
   boot-v1     qemu -accel tcg; wait for the root shell on ttyS0 and for systemd to settle
   check-v1    `cairn status --json` says v1 is booted; podman runs a container from a local image
-  compose-v2  tests/vm/v2.toml (container-host + htop + a marker file) into the same repo
+  compose-v2  tests/vm/v2.toml (container-host + htop + a marker file) into the same repo: apt
+              adds htop to v1's kept install (an incremental install; checked)
   upgrade     `cairn upgrade --reboot` from http://10.0.2.2:PORT (the host's 127.0.0.1)
   check-v2    v2 booted, v1 listed as rollback, v2's package and file are there
   rollback    edit /etc, write /var, `cairn rollback --reboot`
@@ -22,7 +23,9 @@ the standard library). Budget: under 25 minutes on 2 cores without KVM.
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,7 +97,15 @@ def main():
                 raise TestFailure(f"podman run printed: {out}")
 
         with phase("compose-v2"):
-            run([COMPOSE, "tree", V2_MANIFEST, "--repo", repo, "--cache-dir", args.cache_dir], 1200)
+            cmd = [COMPOSE, "tree", V2_MANIFEST, "--repo", repo, "--cache-dir", args.cache_dir, "--json"]
+            log("$ " + " ".join(cmd))
+            composed = json.loads(subprocess.run(cmd, check=True, timeout=1200,
+                                                 stdout=subprocess.PIPE, text=True).stdout)
+            log(f"v2 install: {composed['install']}")
+            # v2 is v1's packages plus htop: it must be v1's kept install with apt's changes, so
+            # the boot below also proves that an incrementally installed tree works.
+            if not args.v1_from and composed["install"]["mode"] != "incremental":
+                raise TestFailure(f"v2 was installed from scratch: {composed['install']}")
             v2 = head_version(repo)
             if v2 == v1:
                 raise TestFailure("composing v2 did not make a new version")

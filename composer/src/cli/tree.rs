@@ -30,8 +30,8 @@ pub struct TreeArgs {
     /// manifest's mirrors and the machine's apt sources; repeat for several.
     #[arg(long)]
     sources: Vec<PathBuf>,
-    /// Keep the post-processed tree in this (new) directory after committing, for inspection
-    /// or benchmarks; it must be on the cache's filesystem.
+    /// Copy the post-processed tree into this (new) directory after committing, for
+    /// inspection or benchmarks.
     #[arg(long)]
     keep_tree: Option<PathBuf>,
     /// Sign the new commit with this ed25519 secret key (from `cairn-compose keygen`), in the
@@ -44,6 +44,10 @@ pub struct TreeArgs {
     /// Commit even when the inputs did not change.
     #[arg(long)]
     force: bool,
+    /// Install every package from scratch (mmdebstrap) instead of applying the package changes
+    /// to the ref's cached fresh install; the result becomes the new cached install.
+    #[arg(long)]
+    fresh_install: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -65,6 +69,7 @@ pub fn run(a: TreeArgs) -> Result<()> {
             keep_tree: a.keep_tree,
             sign_key: a.sign_key,
             deltas: a.deltas,
+            fresh_install: a.fresh_install,
         },
         &progress,
     )?;
@@ -102,6 +107,7 @@ pub fn run(a: TreeArgs) -> Result<()> {
             kernel,
             signed,
             deltas_from,
+            install,
         } => {
             println!("Committed {osref} {version}");
             println!("  commit:   {commit}");
@@ -115,6 +121,13 @@ pub fn run(a: TreeArgs) -> Result<()> {
             );
             if !deltas_from.is_empty() {
                 println!("  deltas:   from {}", deltas_from.join(", "));
+            }
+            match install.fresh_because {
+                Some(why) => println!("  install:  from scratch ({why})"),
+                None => println!(
+                    "  install:  {} changed and {} purged on the cached fresh install",
+                    install.changed, install.purged
+                ),
             }
             println!("  lockfile: {}", lockfile.display());
             println!("  took:     {elapsed:.1}s");

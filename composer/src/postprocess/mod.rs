@@ -5,7 +5,7 @@
 //! `/usr/lib/modules`; then the layout of `shared/DESIGN.md` is made (`/var` emptied into
 //! tmpfiles.d, `/etc` moved to `/usr/etc`, the symlinks, no device nodes).
 
-mod chroot;
+pub(crate) mod chroot;
 pub mod customize;
 pub mod kernel;
 pub mod layout;

@@ -180,6 +180,18 @@ pub fn ostree_ls(repo: &Path, rev: &str, path: &str) -> Option<String> {
 }
 
 /// Reads a committed file with `ostree cat`.
+/// A commit's metadata value for `key`, in GVariant text form (`'text'` for a string).
+pub fn ostree_show_metadata(repo: &Path, rev: &str, key: &str) -> Option<String> {
+    let out = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(["show", rev, &format!("--print-metadata-key={key}")])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 pub fn ostree_cat(repo: &Path, rev: &str, path: &str) -> Option<String> {
     let out = Command::new("ostree")
         .arg(format!("--repo={}", repo.display()))
