@@ -126,6 +126,9 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         None => repo_parent.join("cache"),
     };
     let lock_in = opts.lockfile.as_deref().map(Lockfile::read).transpose()?;
+    if let Some(keep) = opts.keep_tree.as_deref().filter(|k| k.exists()) {
+        bail!("--keep-tree {}: it must not exist yet", keep.display());
+    }
     // A bad key should fail now, not after minutes of installing.
     let sign_key = opts.sign_key.as_deref().map(SecretKey::load).transpose()?;
 
@@ -281,9 +284,6 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
     Lockfile::new(&manifest.osref, &new_version, locked).write(&lock_path)?;
     if let Some(keep) = &opts.keep_tree {
         progress.step(&format!("Keeping the tree in {}", keep.display()));
-        if keep.exists() {
-            bail!("--keep-tree {}: it must not exist", keep.display());
-        }
         install_base::copy_tree(&tree, keep)?;
     }
     Ok(Outcome::Committed {
@@ -316,14 +316,16 @@ fn install_packages(
     let recipe = install::recipe(target.suite, target.architecture);
     let scratch = work.join("overlay");
     let base = if fresh_only {
-        None
+        Ok(None)
     } else {
-        store.load(osref, &recipe)?
+        store.load(osref, &recipe)
     };
     let fresh_because = match base {
-        None if fresh_only => "--fresh-install".to_string(),
-        None => "no cached install of this ref yet".to_string(),
-        Some(base) => match install_base::plan(&base.packages, target.packages) {
+        // A cache: one that cannot be read is replaced by this compose's fresh install.
+        Err(e) => format!("{e:#}"),
+        Ok(None) if fresh_only => "--fresh-install".to_string(),
+        Ok(None) => "no cached install of this ref yet".to_string(),
+        Ok(Some(base)) => match install_base::plan(&base.packages, target.packages) {
             Err(NoTransition::Rebuilt(p)) => {
                 format!("{p} is another .deb than the cached install's")
             }

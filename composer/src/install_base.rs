@@ -156,9 +156,8 @@ impl BaseStore {
         };
         let info: BaseInfo = serde_json::from_str(&text).with_context(|| {
             format!(
-                "{} is not a cached install's description; delete {} to start over",
-                info_path.display(),
-                slot.display()
+                "{} is not a kept install's description (it is replaced by this compose's)",
+                info_path.display()
             )
         })?;
         if info.osref != osref || info.recipe != recipe {
