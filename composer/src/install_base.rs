@@ -3,11 +3,13 @@
 //! After a from-scratch install the composer keeps the raw tree (before post-processing) with
 //! the package set it holds, and post-processes an overlayfs view of it. The next compose of the
 //! same ref mounts such a view of it too and lets apt install, upgrade, downgrade and purge only
-//! the packages whose locked version differs; the base itself is never written to. The base is always a *fresh* install, never the result of an earlier
-//! transition: a tree therefore depends on two package sets (the base's and its own, both
-//! recorded in the commit), not on the chain of composes before it. When the difference grows
-//! past a quarter of the packages, or cannot be expressed to apt, the compose installs from
-//! scratch and that install becomes the new base.
+//! the packages whose locked version differs; the base itself is never written to.
+//!
+//! The base is always a *fresh* install, never the result of an earlier transition: a tree
+//! therefore depends on two package sets (the base's and its own, both recorded in the commit),
+//! not on the chain of composes before it. When the difference grows past a quarter of the
+//! packages, or cannot be expressed to apt, the compose installs from scratch and that install
+//! becomes the new base.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,7 +44,7 @@ impl Transition {
     }
 }
 
-/// Why a compose installs from scratch instead of from the cached base.
+/// Why a compose installs from scratch instead of from the kept base.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoTransition {
     /// A package has the same version in both sets but a different `.deb`: apt would keep the

@@ -180,38 +180,40 @@ impl AptRoot {
     /// Downloads exactly `packages` into the cache (skipping what is there), and returns each
     /// with its `.deb`'s sha256 and path.
     ///
-    /// A cached `.deb` whose sha256 matches the index is used as it is, without asking apt (its
-    /// download pass costs a full dependency solve, seconds, for nothing when the cache is warm);
-    /// apt downloads whatever is missing or differs, and what it fetched is checked too. Each
-    /// file is hashed once.
+    /// A cached `.deb` whose sha256 matches the index is used as it is, without asking apt
+    /// anything more (listing locations and the download pass each cost a dependency solve,
+    /// seconds, for nothing when the cache is warm); apt fetches whatever is missing or differs,
+    /// and what it fetched is checked too. Each file is hashed once.
     pub fn download(&self, packages: &[Package]) -> Result<Vec<(LockedPackage, PathBuf)>> {
         let wanted: Vec<String> = packages
             .iter()
             .map(|p| format!("{}={}", p.name, p.version))
             .collect();
-        let fetches = self.uris(&wanted)?;
         let index = self.index_sha256(&wanted)?;
         // sha256 of the cached .debs that match the index, by archive file name.
         let mut verified: HashMap<String, String> = HashMap::new();
-        let mut missing = false;
-        for f in &fetches {
-            let cached = self.archives.join(&f.file);
-            if let Some(path) = f.uri.strip_prefix("file:") {
-                // apt uses packages from file: sources in place instead of copying them into
-                // the cache; copy those (always: a cached file of the same name may come from
-                // another source).
-                fs::copy(path, &cached)
-                    .with_context(|| format!("Copying {path} into the cache"))?;
-                continue;
-            }
-            match index.get(&f.file) {
-                Some(want) if cached.exists() && &sha256_file(&cached)? == want => {
-                    verified.insert(f.file.clone(), want.clone());
+        for p in packages {
+            let file = archive_file_name(p);
+            let cached = self.archives.join(&file);
+            if let Some(want) = index.get(&file) {
+                if cached.exists() && &sha256_file(&cached)? == want {
+                    verified.insert(file, want.clone());
                 }
-                _ => missing = true,
             }
         }
-        if missing {
+        if verified.len() < packages.len() {
+            for f in self.uris(&wanted)? {
+                if verified.contains_key(&f.file) {
+                    continue;
+                }
+                if let Some(path) = f.uri.strip_prefix("file:") {
+                    // apt uses packages from file: sources in place instead of copying them
+                    // into its cache; copy them, over a cached file of the same name that
+                    // another source had.
+                    fs::copy(path, self.archives.join(&f.file))
+                        .with_context(|| format!("Copying {path} into the cache"))?;
+                }
+            }
             self.apt_get()
                 .args([
                     "install",
