@@ -264,6 +264,11 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
         .map(|e| e["version"].as_str().unwrap())
         .collect();
     assert_eq!(versions, ["2026.11.1", "2026.11.0"]);
+    assert_eq!(log[0]["install_base"], base.as_str(), "{log}");
+    assert!(
+        log[1]["install_base"].is_null(),
+        "the first is fresh: {log}"
+    );
 
     // 3b. The incremental tree equals a fresh install of the same lockfile (which becomes
     //     the cached install).

@@ -57,6 +57,9 @@ pub struct CommitInfo {
     pub packages: Vec<Package>,
     /// The inputs hash the composer recorded.
     pub inputs_sha256: Option<String>,
+    /// For a tree installed incrementally: the package-set hash of the fresh install it
+    /// started from ([`INSTALL_BASE`]).
+    pub install_base: Option<String>,
 }
 
 impl CommitInfo {
@@ -95,6 +98,7 @@ impl CommitInfo {
                 })
                 .collect(),
             inputs_sha256: lookup_string(&meta, INPUTS_SHA256),
+            install_base: lookup_string(&meta, INSTALL_BASE),
         })
     }
 }

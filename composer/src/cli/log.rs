@@ -31,6 +31,12 @@ struct Entry {
     date: String,
     packages: usize,
     kernel: Option<String>,
+    /// Incremental installs: the package-set hash of the fresh install they started from.
+    install_base: Option<String>,
+    /// How the tree was installed, for the table: `fresh`, `on BASE`, or `-` (not composed
+    /// by cairn-compose).
+    #[serde(skip)]
+    install: String,
 }
 
 /// Prints the log.
@@ -51,19 +57,29 @@ pub fn run(a: LogArgs) -> Result<()> {
             timestamp: c.timestamp,
             packages: c.packages.len(),
             kernel: c.linux,
+            install: match (&c.install_base, &c.inputs_sha256) {
+                (Some(base), _) => format!("on {}", &base[..base.len().min(12)]),
+                (None, Some(_)) => "fresh".to_string(),
+                (None, None) => "-".to_string(),
+            },
+            install_base: c.install_base,
         })
         .collect();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
     }
-    println!("{:<14} {:<24} {:>8}  commit", "version", "date", "packages");
+    println!(
+        "{:<14} {:<24} {:>8}  {:<20} commit",
+        "version", "date", "packages", "install"
+    );
     for e in entries {
         println!(
-            "{:<14} {:<24} {:>8}  {}",
+            "{:<14} {:<24} {:>8}  {:<20} {}",
             e.version.as_deref().unwrap_or("-"),
             e.date,
             e.packages,
+            e.install,
             e.commit
         );
     }
