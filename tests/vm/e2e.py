@@ -6,14 +6,17 @@
 Phases (each timed; the summary prints them):
   compose-v1  cairn-compose tree manifests/container-host.toml into a temp repo
   image       cairn-compose image tests/vm/recipe.toml (qcow2; remote = this test's HTTP server)
-  boot-v1     qemu -accel tcg; wait for the root shell on ttyS0 and for systemd to settle
-  check-v1    `cairn status --json` says v1 is booted; podman runs a container from a local image
+  boot-v1     the qcow2 grown by 1 GiB first; qemu -accel tcg; wait for the root shell on ttyS0
+              and for systemd to settle
+  check-v1    `cairn status --json` says v1 is booted; cairn-growfs grew the root filesystem
+              into the extra GiB; podman runs a container from a local image; /etc is edited
   compose-v2  tests/vm/v2.toml (container-host + htop + a marker file) into the same repo: apt
               adds htop to v1's kept install (an incremental install; checked)
   upgrade     `cairn upgrade --reboot` from http://10.0.2.2:PORT (the host's 127.0.0.1)
-  check-v2    v2 booted, v1 listed as rollback, v2's package and file are there
+  check-v2    v2 booted, v1 listed as rollback, v2's package and file are there, the /etc edit
+              made on v1 was carried into v2 (three-way merge)
   rollback    edit /etc, write /var, `cairn rollback --reboot`
-  check-rb    v1 booted again, the /var write survived
+  check-rb    v1 booted again, the /var write survived, the /etc edit made on v2 did not reach v1
 
 The guest is driven over its serial console (harness.py). The console log is always written to
 WORKDIR/console.log; on failure the work directory is kept and its path printed.
@@ -38,6 +41,7 @@ from harness import (  # noqa: E402
 
 V2_MANIFEST = os.path.join(ROOT, "tests", "vm", "v2.toml")
 RECIPE = os.path.join(ROOT, "tests", "vm", "recipe.toml")
+GROW_GIB = 1  # the qcow2 grows by this much before its first boot
 
 
 def main():
@@ -77,6 +81,8 @@ def main():
             log(f"image: {os.path.getsize(disk) / 2**20:.0f} MiB qcow2")
 
         with phase("boot-v1"):
+            # Disks are often larger than the image: cairn-growfs must grow root into the rest.
+            run(["qemu-img", "resize", "-q", disk, f"+{GROW_GIB}G"], 60)
             guest = Guest(disk, workdir)
             grub = guest.wait_for(BOOTING, 120, 0, "GRUB")
             boot_v1 = wait_booted(guest, grub.end(), time.monotonic())
@@ -87,6 +93,18 @@ def main():
             if b["version"] != v1 or b["refspec"] != f"cairn:{REF}":
                 raise TestFailure(f"expected {v1} (cairn:{REF}) booted: {versions(st)}")
             guest.sh("findmnt /boot >/dev/null && test -e /boot/loader/grub.cfg", 30)
+            guest.sh("systemctl is-active cairn-growfs.service", 30)
+            _, out = guest.sh("findmnt -bno SIZE /sysroot", 30)
+            root_size = int(out.split()[-1])
+            # Built as 4 GiB in all (513 MiB of it before root), root cannot exceed 3.5 GiB
+            # unless it grew into the extra GiB (then about 4.4 GiB).
+            if root_size <= 4 * 2**30:
+                _, j = guest.sh("journalctl -b -u cairn-growfs --no-pager -o cat", 60, check=False)
+                raise TestFailure(f"the root filesystem did not grow into the resized disk: "
+                                  f"{root_size} bytes; cairn-growfs said:\n{j}")
+            log(f"root filesystem grown to {root_size / 2**30:.2f} GiB")
+            # A local /etc change: the upgrade must carry it into v2 (three-way merge).
+            guest.sh("echo edited-on-v1 > /etc/cairn-e2e-v1.conf && sync", 30)
             # A container from a local image: bash and its libraries, imported as a rootfs.
             guest.sh("tar -chf /tmp/mini.tar -C / bin/bash "
                      "$(ldd /bin/bash | grep -o '/[^ ]*' | sed 's|^/||') "
@@ -127,8 +145,7 @@ def main():
                 raise TestFailure(f"expected {v1} as the rollback deployment: {versions(st)}")
             guest.sh("test \"$(cat /usr/lib/cairn-e2e/release)\" = v2 && htop --version", 30)
             guest.sh("dpkg -s htop >/dev/null", 30)
-            # v2 comes from the current base.toml, which grows the root filesystem at boot.
-            guest.sh("systemctl is-active cairn-growfs.service", 30)
+            guest.sh("test \"$(cat /etc/cairn-e2e-v1.conf)\" = edited-on-v1", 30)
             _, failed = guest.sh("systemctl --failed --no-legend --plain", 30, check=False)
             if failed.strip():
                 log("failed units on v2: " + " ".join(failed.split()))
@@ -148,9 +165,10 @@ def main():
                 raise TestFailure(f"expected {v1} booted after the rollback: {versions(st)}")
             guest.sh("test \"$(cat /var/lib/cairn-e2e/data)\" = written-on-v2", 30)
             guest.sh("test ! -e /usr/lib/cairn-e2e/release && ! command -v htop", 30)
-            # /etc belongs to each deployment: v1's /etc never saw the edit made on v2.
-            code, _ = guest.sh("test -e /etc/cairn-e2e.conf", 30, check=False)
-            log("the /etc edit made on v2 is " + ("visible" if code == 0 else "not visible") + " on v1")
+            # /etc belongs to each deployment: v1's /etc never saw the edit made on v2, and
+            # still has its own.
+            guest.sh("test ! -e /etc/cairn-e2e.conf", 30)
+            guest.sh("test \"$(cat /etc/cairn-e2e-v1.conf)\" = edited-on-v1", 30)
             log("deployments: " + ", ".join(f"{v}{' (booted)' if bt else ''}{' (rollback)' if rb else ''}"
                                            for v, bt, rb in versions(st)))
         ok = True
