@@ -154,9 +154,11 @@ def main():
             agent = st["automatic"]["agent"] or {}
             if (agent.get("rebooted_into") or {}).get("version") != v2:
                 raise TestFailure(f"the agent did not record rebooting into {v2}: {agent}")
-            # The previous boot's journal, if the journal is persistent.
+            # The first boot's journal is persistent: it tells what the agent did there.
             _, j = guest.sh("journalctl -b -1 -t cairn --no-pager -o cat 2>&1 | tail -n 8", 60, check=False)
             log("journal of the v1 boot (cairn): " + " | ".join(j.strip().splitlines()))
+            if v2 not in j or "not available" in j:
+                raise TestFailure(f"the first boot's journal does not show the agent staging {v2}:\n{j}")
             h = st["automatic"]["health"]
             if not h or not h["healthy"] or h["release"]["version"] != v2:
                 raise TestFailure(f"v2 not marked healthy: {json.dumps(h, indent=1)}")
