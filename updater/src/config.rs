@@ -97,7 +97,7 @@ pub struct BootloaderConfig {
     pub grub_generator: Option<PathBuf>,
 }
 
-/// `[verify]`: which commits a host accepts (see [`crate::verify`]).
+/// `[verify]`: which commits a host accepts (see [`crate::host::verify`]).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifyConfig {

@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::Release;
-use crate::state;
+use crate::host::state;
+use crate::release::Release;
 
 /// File name under `<var>/lib/cairn/`.
 pub const FILE: &str = "failed.json";

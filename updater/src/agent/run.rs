@@ -7,12 +7,13 @@ use fn_error_context::context;
 
 use super::{AgentRecord, Machine, State, FILE};
 use crate::config::Config;
-use crate::deploy::{self, Outcome, Release};
 use crate::failed;
 use crate::health;
-use crate::state;
+use crate::host::state;
+use crate::host::sysroot::Host;
+use crate::ops::update::Outcome;
+use crate::release::Release;
 use crate::strategy::{Decision, Moment, Strategy};
-use crate::sysroot::Host;
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -153,7 +154,8 @@ fn steps(
             }
             m.update_available(tip.clone())?;
             log::info!("update available: {}; staging it", tip.describe());
-            let outcome = deploy::deploy_revision(host, config, &tip.commit, opts.wait)?;
+            let outcome =
+                crate::ops::update::deploy_revision(host, config, &tip.commit, opts.wait)?;
             let to = match outcome {
                 Outcome::Deployed { to, .. } => to,
                 Outcome::Unchanged { current, .. } => current,
@@ -185,7 +187,7 @@ fn steps(
             saved.state = m.state().name().to_string();
             state::save_json(&var, FILE, &saved)?;
             if host.is_booted() {
-                deploy::reboot(host)?;
+                crate::host::reboot::reboot(host)?;
             } else {
                 log::info!(
                     "not rebooting: {} is not the booted sysroot",
@@ -210,11 +212,11 @@ fn check_with_retries(
     host: &Host,
     config: &Config,
     opts: &RunOptions,
-) -> Result<crate::check::CheckResult> {
+) -> Result<crate::ops::check::CheckResult> {
     let mut delay = Duration::from_secs(5);
     let mut attempt = 0;
     loop {
-        match crate::check::check(host, config, opts.wait) {
+        match crate::ops::check::check(host, config, opts.wait) {
             Ok(r) => return Ok(r),
             Err(e) if attempt < opts.network_retries => {
                 attempt += 1;
@@ -241,7 +243,7 @@ pub fn arm_boot_counter(host: &Host, config: &Config, commit: &str) {
     if next.commit != commit {
         return;
     }
-    if !crate::grub::uses_grub(host) {
+    if !crate::host::grub::uses_grub(host) {
         log::debug!("not arming boot counting: the sysroot does not boot with GRUB");
         return;
     }
@@ -256,7 +258,9 @@ pub fn arm_boot_counter(host: &Host, config: &Config, commit: &str) {
         .update
         .boot_attempts()
         .unwrap_or(crate::strategy::DEFAULT_BOOT_ATTEMPTS);
-    if let Err(e) = crate::bootcount::arm(&crate::bootcount::path(host.path()), attempts) {
+    if let Err(e) =
+        crate::host::bootcount::arm(&crate::host::bootcount::path(host.path()), attempts)
+    {
         log::warn!("{e:#}");
     }
 }

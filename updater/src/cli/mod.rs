@@ -16,7 +16,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
-use crate::sysroot::Host;
+use crate::host::sysroot::Host;
 
 /// Updates and rolls back this Cairn host (an OSTree-based Debian system).
 #[derive(Debug, Parser)]
@@ -98,7 +98,7 @@ impl Context {
             Some(p) => Config::load(&p)?,
             None => Config::default(),
         };
-        crate::grub::configure(&host, &config);
+        crate::host::grub::configure(&host, &config);
         Ok(Context {
             host,
             config,

@@ -12,7 +12,7 @@
 //! that passed once is never rolled back from by this module (that would loop): it is reported
 //! unhealthy instead.
 //!
-//! Boot counting ([`crate::bootcount`]) is cleared when the required checks pass; a boot on
+//! Boot counting ([`crate::host::bootcount`]) is cleared when the required checks pass; a boot on
 //! which GRUB ran out of attempts and fell back to entry 1 is noticed here first.
 //!
 //! `[health]` in the configuration: [`HealthConfig`].
@@ -27,12 +27,12 @@ use fn_error_context::context;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::bootcount::{self, Counter};
 use crate::config::{Config, Invalid};
-use crate::deploy::Release;
 use crate::failed::{self, Reason};
-use crate::state;
-use crate::sysroot::{DeploymentInfo, Host};
+use crate::host::bootcount::{self, Counter};
+use crate::host::state;
+use crate::host::sysroot::{DeploymentInfo, Host};
+use crate::release::Release;
 
 /// File name of the health state under `<var>/lib/cairn/`.
 pub const FILE: &str = "health.json";
@@ -452,7 +452,7 @@ pub fn run(host: &Host, config: &Config, wait: bool, reboot: bool) -> Result<Out
             st.last = Some(report.clone());
             state::save_json(&var, FILE, &st)?;
             if rebooting {
-                crate::deploy::reboot(host)?;
+                crate::host::reboot::reboot(host)?;
             }
             return Ok(Outcome::RolledBack {
                 report,

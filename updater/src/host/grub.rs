@@ -13,12 +13,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::sysroot::Host;
+use crate::host::sysroot::Host;
 
 /// The environment variable libostree reads.
 pub const ENV: &str = "OSTREE_GRUB2_EXEC";
 /// Where Cairn trees carry the generator.
-pub const GENERATOR: &str = "/usr/lib/cairn/grub-menu";
+pub const GENERATOR: &str = cairn_release::tree::GRUB_MENU;
 
 /// Whether this sysroot boots with GRUB (libostree's own test).
 pub fn uses_grub(host: &Host) -> bool {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cairn_release::osref::OsRef;
 
 use crate::config::Config;
-use crate::sysroot::Host;
+use crate::host::sysroot::Host;
 
 /// A remote and a ref on it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,6 +86,16 @@ pub enum DeployMode {
     Written,
 }
 
+impl DeployMode {
+    /// Words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DeployMode::Staged => "staged for the next boot (written at shutdown)",
+            DeployMode::Written => "written as the default deployment",
+        }
+    }
+}
+
 /// The kernel arguments for a new deployment.
 #[derive(Debug, Clone)]
 pub enum Kargs {
@@ -176,7 +186,7 @@ impl Host {
         })
     }
 
-    /// The sysroot's repository (for [`crate::pull`]).
+    /// The sysroot's repository (for [`crate::host::pull`]).
     pub(crate) fn repo(&self) -> ostree::Repo {
         self.sysroot.repo()
     }
@@ -232,7 +242,7 @@ impl Host {
                     serial: d.deployserial(),
                     version: info.as_ref().and_then(|i| i.version.clone()),
                     timestamp,
-                    time: timestamp.map(crate::state::format_time),
+                    time: timestamp.map(crate::host::state::format_time),
                     refspec: origin_refspec(d),
                     booted: is_booted,
                     staged: d.is_staged(),
@@ -304,7 +314,7 @@ impl Host {
         refspec: &str,
         kargs: &Kargs,
     ) -> Result<DeployMode> {
-        crate::grub::warn_if_unset(self);
+        crate::host::grub::warn_if_unset(self);
         let origin = self.sysroot.origin_new_from_refspec(refspec);
         let merge = self.merge_raw();
         let argv: Vec<&str> = match kargs {
@@ -359,7 +369,7 @@ impl Host {
     /// Deployments left out are removed (unless libostree keeps the booted one).
     #[context("Writing the deployment list")]
     pub fn write_order(&self, _lock: &SysrootLock<'_>, order: &[usize]) -> Result<()> {
-        crate::grub::warn_if_unset(self);
+        crate::host::grub::warn_if_unset(self);
         let all = self.sysroot.deployments();
         let list = order
             .iter()
@@ -394,7 +404,7 @@ impl Host {
         index: usize,
         kargs: &[String],
     ) -> Result<()> {
-        crate::grub::warn_if_unset(self);
+        crate::host::grub::warn_if_unset(self);
         let d = self.raw(index)?;
         let argv: Vec<&str> = kargs.iter().map(String::as_str).collect();
         self.sysroot

@@ -18,7 +18,7 @@ use cairn_release::signature::{self, TrustedKeys};
 use fn_error_context::context;
 
 use crate::config::Config;
-use crate::sysroot::Host;
+use crate::host::sysroot::Host;
 
 /// Trusted key directories, relative to a tree's root.
 pub const TRUSTED_DIRS: [&str; 2] = ["etc/cairn/trusted.d", "usr/lib/cairn/trusted.d"];

@@ -14,10 +14,11 @@ use cairn_release::{gio, ostree, signature};
 use fn_error_context::context;
 
 use crate::config::Config;
-use crate::deploy::{mode_word, Outcome, Release};
-use crate::source::Source;
-use crate::sysroot::{Host, Kargs};
-use crate::verify::Policy;
+use crate::host::source::Source;
+use crate::host::sysroot::{Host, Kargs};
+use crate::host::verify::Policy;
+use crate::ops::update::Outcome;
+use crate::release::Release;
 
 /// Checks and applies `file`, then deploys its commit.
 #[context("Upgrading stateroot {} from bundle {}", host.osname(), file.display())]
@@ -60,7 +61,7 @@ pub fn upgrade(host: &Host, config: &Config, file: &Path, wait: bool) -> Result<
                 refspec: source.refspec(),
             });
         }
-        if crate::deploy::is_older(&target, cur) {
+        if crate::release::is_older(&target, cur) {
             bail!(
                 "refusing to downgrade: the bundle carries {}, older than {} which boots next",
                 target.describe(),
@@ -76,7 +77,7 @@ pub fn upgrade(host: &Host, config: &Config, file: &Path, wait: bool) -> Result<
             bail!(
                 "the bundle updates from {}, which this host does not have; use a bundle \
                  from a version it has, or a full bundle (no --from)",
-                crate::deploy::describe(m.from_version.as_deref(), from)
+                crate::release::describe(m.from_version.as_deref(), from)
             );
         }
     }
@@ -89,7 +90,7 @@ pub fn upgrade(host: &Host, config: &Config, file: &Path, wait: bool) -> Result<
         file.display(),
         current.as_ref().map_or("nothing".into(), Release::describe),
         target.describe(),
-        mode_word(mode)
+        mode.describe()
     );
     Ok(Outcome::Deployed {
         from: current,

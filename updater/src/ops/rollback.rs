@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use fn_error_context::context;
 use serde::Serialize;
 
-use crate::deploy::{is_older, Release};
 use crate::failed;
-use crate::sysroot::Host;
+use crate::host::sysroot::Host;
+use crate::release::{is_older, Release};
 
 /// What a rollback did.
 #[derive(Debug, Clone, Serialize)]
@@ -65,7 +65,7 @@ fn remember(host: &Host, o: &RollbackOutcome) {
     let before = list.len();
     list.retain(|f| f.commit != o.to.commit);
     if list.len() != before {
-        if let Err(e) = crate::state::save_json(&var, failed::FILE, &list) {
+        if let Err(e) = crate::host::state::save_json(&var, failed::FILE, &list) {
             log::warn!("{e:#}");
         }
     }

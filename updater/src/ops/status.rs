@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::agent::AgentRecord;
-use crate::bootcount::{self, Counter};
 use crate::config::Config;
-use crate::deploy::{describe, is_older, Release};
 use crate::failed::FailedVersion;
 use crate::health::HealthReport;
-use crate::state::{self, LastCheck};
-use crate::sysroot::{DeploymentInfo, Host};
+use crate::host::bootcount::{self, Counter};
+use crate::host::state::{self, LastCheck};
+use crate::host::sysroot::{DeploymentInfo, Host};
+use crate::release::{describe, is_older, Release};
 
 /// Everything `cairn status --json` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -166,7 +166,7 @@ pub fn render(s: &HostStatus) -> String {
                 "Newest on {}: {} (checked {}), which failed here: not applied automatically",
                 c.refspec,
                 describe(c.version.as_deref(), &c.commit),
-                crate::state::format_time(c.checked_at)
+                crate::host::state::format_time(c.checked_at)
             );
         }
         Some(c) if s.update_available => {
@@ -175,7 +175,7 @@ pub fn render(s: &HostStatus) -> String {
                 "Update available: {} on {} (checked {}); run `cairn upgrade`",
                 describe(c.version.as_deref(), &c.commit),
                 c.refspec,
-                crate::state::format_time(c.checked_at)
+                crate::host::state::format_time(c.checked_at)
             );
         }
         Some(c) => {
@@ -183,7 +183,7 @@ pub fn render(s: &HostStatus) -> String {
                 out,
                 "No newer release known on {} (checked {})",
                 c.refspec,
-                crate::state::format_time(c.checked_at)
+                crate::host::state::format_time(c.checked_at)
             );
         }
         None => {
@@ -201,7 +201,7 @@ fn render_auto(out: &mut String, a: &AutoStatus) {
             let _ = writeln!(
                 out,
                 "  last run {} ({}): {}",
-                crate::state::format_time(r.ran_at),
+                crate::host::state::format_time(r.ran_at),
                 r.state,
                 r.message
             );
@@ -222,7 +222,7 @@ fn render_auto(out: &mut String, a: &AutoStatus) {
                 out,
                 "Health ({}, {}): {}",
                 h.release.describe(),
-                crate::state::format_time(h.at),
+                crate::host::state::format_time(h.at),
                 h.action
             );
             for c in h.checks.iter().filter(|c| !c.ok) {
@@ -264,7 +264,7 @@ fn render_auto(out: &mut String, a: &AutoStatus) {
             describe(f.version.as_deref(), &f.commit),
             f.reason.describe(),
             f.detail,
-            crate::state::format_time(f.at)
+            crate::host::state::format_time(f.at)
         );
     }
 }

@@ -2,71 +2,20 @@
 //! `deploy` (a given version or commit of that ref, older allowed) and `rebase` (another ref).
 //!
 //! Each operation holds the sysroot lock throughout, decides from commit metadata alone
-//! (cheap), checks the commit's signature against the host's trusted keys ([`crate::verify`]),
+//! (cheap), checks the commit's signature against the host's trusted keys ([`crate::host::verify`]),
 //! then fetches the full tree and writes the deployment (see [`Host::deploy`]). Until that
 //! last step nothing but the repository changes, so a failure or a kill at any point leaves
 //! the current default deployment in place.
 
-use std::cmp::Ordering;
-use std::process::Command;
-
-use anyhow::{bail, Context, Result};
-use cairn_release::metadata::CommitInfo;
-use cairn_release::version;
+use anyhow::{bail, Result};
 use fn_error_context::context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::Config;
-use crate::source::Source;
-use crate::sysroot::{DeployMode, DeploymentInfo, Host, Kargs};
-use crate::{pull, verify};
-
-/// A commit, briefly.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Release {
-    /// The commit checksum.
-    pub commit: String,
-    /// Its version, if any.
-    pub version: Option<String>,
-    /// Its commit time.
-    pub timestamp: u64,
-}
-
-impl Release {
-    /// `2026.11.2 (1a2b3c4d5e6f)` or just the short commit.
-    pub fn describe(&self) -> String {
-        describe(self.version.as_deref(), &self.commit)
-    }
-}
-
-impl From<&CommitInfo> for Release {
-    fn from(c: &CommitInfo) -> Self {
-        Release {
-            commit: c.commit.clone(),
-            version: c.version.clone(),
-            timestamp: c.timestamp,
-        }
-    }
-}
-
-impl From<&DeploymentInfo> for Release {
-    fn from(d: &DeploymentInfo) -> Self {
-        Release {
-            commit: d.commit.clone(),
-            version: d.version.clone(),
-            timestamp: d.timestamp.unwrap_or(0),
-        }
-    }
-}
-
-/// `2026.11.2 (1a2b3c4d5e6f)`.
-pub fn describe(version: Option<&str>, commit: &str) -> String {
-    let short = commit.get(..12).unwrap_or(commit);
-    match version {
-        Some(v) => format!("{v} ({short})"),
-        None => short.to_string(),
-    }
-}
+use crate::host::source::Source;
+use crate::host::sysroot::{DeployMode, DeploymentInfo, Host, Kargs};
+use crate::host::{pull, verify};
+use crate::release::{is_older, Release};
 
 /// What an update operation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -90,15 +39,6 @@ pub enum Outcome {
         /// Staged (booted host) or written directly.
         mode: DeployMode,
     },
-}
-
-/// Whether `candidate` is older than `current`: by version when both have one, else by
-/// commit time.
-pub fn is_older(candidate: &Release, current: &Release) -> bool {
-    match (&candidate.version, &current.version) {
-        (Some(a), Some(b)) if a != b => version::compare(a, b) == Ordering::Less,
-        _ => candidate.timestamp < current.timestamp,
-    }
 }
 
 fn default_deployment(host: &Host) -> Option<DeploymentInfo> {
@@ -138,7 +78,7 @@ pub fn upgrade(host: &Host, config: &Config, wait: bool) -> Result<Outcome> {
         host.osname(),
         current.as_ref().map_or("nothing".into(), Release::describe),
         tip_release.describe(),
-        mode_word(mode)
+        mode.describe()
     );
     Ok(Outcome::Deployed {
         from: current,
@@ -174,7 +114,7 @@ pub fn deploy_revision(host: &Host, config: &Config, rev: &str, wait: bool) -> R
         host.osname(),
         current.as_ref().map_or("nothing".into(), Release::describe),
         target.describe(),
-        mode_word(mode)
+        mode.describe()
     );
     Ok(Outcome::Deployed {
         from: current,
@@ -216,7 +156,7 @@ pub fn rebase(host: &Host, config: &Config, target: &str, wait: bool) -> Result<
         "rebased {} from {current_source} to {source}: now {}, {}",
         host.osname(),
         target_release.describe(),
-        mode_word(mode)
+        mode.describe()
     );
     Ok(Outcome::Deployed {
         from: current.as_ref().map(Release::from),
@@ -224,100 +164,4 @@ pub fn rebase(host: &Host, config: &Config, target: &str, wait: bool) -> Result<
         refspec: source.refspec(),
         mode,
     })
-}
-
-/// Words for a deploy mode, for messages.
-pub fn mode_word(mode: DeployMode) -> &'static str {
-    match mode {
-        DeployMode::Staged => "staged for the next boot (written at shutdown)",
-        DeployMode::Written => "written as the default deployment",
-    }
-}
-
-/// Where libostree marks a staged deployment on a booted host.
-const STAGED_MARKER: &str = "/run/ostree/staged-deployment";
-
-/// Makes sure the service that writes a staged deployment at shutdown is running before the
-/// reboot is asked for. libostree 2022.7 leaves starting it to a path unit watching
-/// [`STAGED_MARKER`]; a reboot requested right after staging can overtake that chain, and the
-/// shutdown then drops the staged deployment without a word (seen once in the VM test:
-/// the host came back on the old version with a single deployment; upstream ostree later made
-/// staging start the service itself, ostreedev/ostree#3389).
-fn finalize_before_reboot() -> Result<()> {
-    if !std::path::Path::new(STAGED_MARKER).exists() {
-        return Ok(());
-    }
-    let status = Command::new("systemctl")
-        .args(["start", "ostree-finalize-staged.service"])
-        .status()
-        .context("Running systemctl start ostree-finalize-staged.service")?;
-    if !status.success() {
-        bail!(
-            "ostree-finalize-staged.service did not start ({status}): the staged deployment \
-             would not be written at shutdown; not rebooting (see `journalctl -u \
-             ostree-finalize-staged.service`)"
-        );
-    }
-    Ok(())
-}
-
-/// `--reboot`: restarts the machine through systemd. Only meaningful on a booted host.
-pub fn reboot(host: &Host) -> Result<()> {
-    if !host.is_booted() {
-        log::warn!(
-            "not rebooting: {} is not the booted sysroot",
-            host.path().display()
-        );
-        return Ok(());
-    }
-    finalize_before_reboot()?;
-    log::info!("rebooting into the new deployment");
-    let status = Command::new("systemctl")
-        .arg("reboot")
-        .status()
-        .context("Running systemctl reboot")?;
-    if !status.success() {
-        bail!("systemctl reboot failed: {status}");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rel(v: Option<&str>, ts: u64) -> Release {
-        Release {
-            commit: "c".into(),
-            version: v.map(String::from),
-            timestamp: ts,
-        }
-    }
-
-    #[test]
-    fn older_is_by_version_first() {
-        assert!(is_older(
-            &rel(Some("2026.11.9"), 200),
-            &rel(Some("2026.11.10"), 100)
-        ));
-        assert!(!is_older(
-            &rel(Some("2026.11.10"), 100),
-            &rel(Some("2026.11.9"), 200)
-        ));
-    }
-
-    #[test]
-    fn older_falls_back_to_time() {
-        assert!(is_older(&rel(None, 100), &rel(Some("2026.11.1"), 200)));
-        assert!(!is_older(&rel(None, 300), &rel(None, 200)));
-    }
-
-    #[test]
-    fn descriptions_shorten_commits() {
-        assert_eq!(
-            describe(Some("1.0"), "0123456789abcdef"),
-            "1.0 (0123456789ab)"
-        );
-        assert_eq!(describe(None, "abc"), "abc");
-    }
 }

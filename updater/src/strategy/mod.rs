@@ -18,8 +18,8 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::bootcount;
 use crate::config::Invalid;
+use crate::host::bootcount;
 use crate::weekly;
 
 /// The default number of boot attempts of a new deployment.

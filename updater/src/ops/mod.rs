@@ -1,0 +1,13 @@
+//! The operations behind the `cairn` commands, one file each: [`status`], [`check`], [`update`]
+//! (`upgrade`, `deploy`, `rebase`), [`bundle`] (`upgrade --bundle`), [`rollback`], [`pin`],
+//! [`cleanup`] and [`kargs`]. The command line ([`crate::cli`]) parses, calls one of these and
+//! prints; the automatic update agent calls the same ones.
+
+pub mod bundle;
+pub mod check;
+pub mod cleanup;
+pub mod kargs;
+pub mod pin;
+pub mod rollback;
+pub mod status;
+pub mod update;
