@@ -16,7 +16,7 @@ pub struct StatusArgs {
 }
 
 pub(super) fn run(ctx: &Context, args: &StatusArgs) -> Result<ExitCode> {
-    let status = crate::ops::status::collect(&ctx.host, &ctx.config);
+    let status = crate::ops::status::collect(&ctx.host, &ctx.settings);
     if args.json {
         super::print_json(&status)?;
     } else {

@@ -46,19 +46,19 @@ pub struct RebaseArgs {
 
 pub(super) fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<ExitCode> {
     let outcome = match &args.bundle {
-        Some(file) => crate::ops::bundle::upgrade(&ctx.host, &ctx.config, file, ctx.wait)?,
-        None => update::upgrade(&ctx.host, &ctx.config, ctx.wait)?,
+        Some(file) => crate::ops::bundle::upgrade(&ctx.host, &ctx.settings, file, ctx.wait)?,
+        None => update::upgrade(&ctx.host, &ctx.settings, ctx.wait)?,
     };
     finish(ctx, &outcome, args.reboot)
 }
 
 pub(super) fn deploy(ctx: &Context, args: &DeployArgs) -> Result<ExitCode> {
-    let outcome = update::deploy_revision(&ctx.host, &ctx.config, &args.revision, ctx.wait)?;
+    let outcome = update::deploy_revision(&ctx.host, &ctx.settings, &args.revision, ctx.wait)?;
     finish(ctx, &outcome, args.reboot)
 }
 
 pub(super) fn rebase(ctx: &Context, args: &RebaseArgs) -> Result<ExitCode> {
-    let outcome = update::rebase(&ctx.host, &ctx.config, &args.target, ctx.wait)?;
+    let outcome = update::rebase(&ctx.host, &ctx.settings, &args.target, ctx.wait)?;
     finish(ctx, &outcome, args.reboot)
 }
 
@@ -82,7 +82,7 @@ fn finish(ctx: &Context, outcome: &Outcome, reboot: bool) -> Result<ExitCode> {
                 to.describe(),
                 mode.describe()
             );
-            crate::agent::run::arm_boot_counter(&ctx.host, &ctx.config, &to.commit);
+            crate::agent::run::arm_boot_counter(&ctx.host, &ctx.settings, &to.commit);
             if reboot {
                 crate::host::reboot::reboot(&ctx.host)?;
             } else if ctx.host.is_booted() {

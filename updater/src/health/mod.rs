@@ -15,7 +15,7 @@
 //! Boot counting ([`crate::host::bootcount`]) is cleared when the required checks pass; a boot on
 //! which GRUB ran out of attempts and fell back to entry 1 is noticed here first.
 //!
-//! `[health]` in the configuration: [`HealthConfig`].
+//! `[health]` in the configuration, validated: [`HealthSettings`].
 
 pub mod runner;
 
@@ -25,9 +25,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use fn_error_context::context;
 use serde::{Deserialize, Serialize};
-use toml::Spanned;
 
-use crate::config::{Config, Invalid};
 use crate::failed::{self, Reason};
 use crate::host::bootcount::{self, Counter};
 use crate::host::state;
@@ -41,16 +39,25 @@ pub const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
 /// The unit whose presence in a tree says it runs these checks after boot.
 pub const UNIT: &str = "usr/lib/systemd/system/cairn-health.service";
 
-/// `[health]` as written in the file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
-    /// Timeout of each check in seconds (default 120).
-    pub timeout_seconds: Option<Spanned<u64>>,
-    /// `auto` (default: podman if the tree has it), `podman` or `none`.
-    pub container_runtime: Option<Spanned<String>>,
+/// `[health]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// The timeout of one check.
+    pub timeout: Duration,
+    /// The container runtime check.
+    pub runtime: Runtime,
     /// Units that must not be in the failed state.
-    pub units: Vec<Spanned<String>>,
+    pub units: Vec<String>,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
+            runtime: Runtime::Auto,
+            units: Vec::new(),
+        }
+    }
 }
 
 /// Which container runtime check runs.
@@ -62,53 +69,6 @@ pub enum Runtime {
     Podman,
     /// No runtime check.
     None,
-}
-
-impl HealthConfig {
-    /// Checks every value.
-    pub fn validate(&self) -> Result<(), Invalid> {
-        if let Some(t) = &self.timeout_seconds {
-            if !(1..=3600).contains(t.get_ref()) {
-                return Err(Invalid::at(t, "[health] timeout_seconds must be 1 to 3600"));
-            }
-        }
-        self.runtime()?;
-        for u in &self.units {
-            let name = u.get_ref();
-            if name.is_empty() || !name.contains('.') || name.contains(['/', ' ']) {
-                return Err(Invalid::at(
-                    u,
-                    format!("[health] units: {name:?} is not a unit name (like podman.socket)"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The timeout of one check.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(
-            self.timeout_seconds
-                .as_ref()
-                .map_or(DEFAULT_TIMEOUT_SECONDS, |t| *t.get_ref()),
-        )
-    }
-
-    /// The container runtime check.
-    pub fn runtime(&self) -> Result<Runtime, Invalid> {
-        let Some(r) = &self.container_runtime else {
-            return Ok(Runtime::Auto);
-        };
-        match r.get_ref().as_str() {
-            "auto" => Ok(Runtime::Auto),
-            "podman" => Ok(Runtime::Podman),
-            "none" => Ok(Runtime::None),
-            other => Err(Invalid::at(
-                r,
-                format!("[health] container_runtime {other:?}: expected auto, podman or none"),
-            )),
-        }
-    }
 }
 
 /// Required or wanted.
@@ -245,14 +205,10 @@ fn result(name: String, kind: Kind, f: runner::Finished, timeout: Duration) -> C
 }
 
 /// The built-in checks, on the running system only.
-fn builtin_checks(config: &Config, tree: &Path) -> Result<Vec<CheckResult>> {
+fn builtin_checks(settings: &HealthSettings, tree: &Path) -> Vec<CheckResult> {
     let mut out = Vec::new();
-    let timeout = config.health.timeout();
-    let runtime = config
-        .health
-        .runtime()
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-    let podman = match runtime {
+    let timeout = settings.timeout;
+    let podman = match settings.runtime {
         Runtime::None => false,
         Runtime::Podman => true,
         Runtime::Auto => tree.join("usr/bin/podman").exists(),
@@ -271,18 +227,18 @@ fn builtin_checks(config: &Config, tree: &Path) -> Result<Vec<CheckResult>> {
         ));
     }
     let mut failed_units = Vec::new();
-    for u in &config.health.units {
+    for u in &settings.units {
         let f = runner::run(
             Path::new("systemctl"),
-            &["is-failed", "--quiet", u.get_ref()],
+            &["is-failed", "--quiet", u],
             timeout,
         );
         // `is-failed` exits 0 when the unit *is* failed.
         if f.ending == runner::Ending::Passed {
-            failed_units.push(u.get_ref().clone());
+            failed_units.push(u.clone());
         }
     }
-    if !config.health.units.is_empty() {
+    if !settings.units.is_empty() {
         out.push(CheckResult {
             name: "builtin:units".into(),
             kind: Kind::Required,
@@ -296,7 +252,7 @@ fn builtin_checks(config: &Config, tree: &Path) -> Result<Vec<CheckResult>> {
             millis: 0,
         });
     }
-    Ok(out)
+    out
 }
 
 /// What `cairn health run` did.
@@ -337,7 +293,7 @@ fn current(host: &Host) -> Option<DeploymentInfo> {
 /// `cairn health run`: notice a GRUB fallback, run the checks, then mark the boot good or roll
 /// back (and reboot when `reboot` and the host is booted).
 #[context("Checking the health of stateroot {}", host.osname())]
-pub fn run(host: &Host, config: &Config, wait: bool, reboot: bool) -> Result<Outcome> {
+pub fn run(host: &Host, settings: &HealthSettings, wait: bool, reboot: bool) -> Result<Outcome> {
     let var = host.var_dir();
     let grubenv = bootcount::path(host.path());
     handle_fallback(host, &grubenv, wait)?;
@@ -349,12 +305,9 @@ pub fn run(host: &Host, config: &Config, wait: bool, reboot: bool) -> Result<Out
     } else {
         cur.path.clone()
     };
-    let mut checks = run_scripts(
-        |k| check_dirs(&tree, &etc, k).to_vec(),
-        config.health.timeout(),
-    );
+    let mut checks = run_scripts(|k| check_dirs(&tree, &etc, k).to_vec(), settings.timeout);
     if host.is_booted() {
-        checks.extend(builtin_checks(config, &tree)?);
+        checks.extend(builtin_checks(settings, &tree));
     }
     for c in checks.iter().filter(|c| !c.ok) {
         let msg = format!(

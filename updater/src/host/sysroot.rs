@@ -21,6 +21,10 @@ use cairn_release::ostree;
 use fn_error_context::context;
 use serde::Serialize;
 
+/// The environment variable libostree reads for the program that writes the GRUB menu
+/// (chosen by [`crate::host::grub`]).
+pub const GRUB_EXEC_ENV: &str = "OSTREE_GRUB2_EXEC";
+
 /// One deployment, as `cairn status` reports it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeploymentInfo {
@@ -161,6 +165,23 @@ impl Host {
     /// Whether this sysroot is the one the running system booted from.
     pub fn is_booted(&self) -> bool {
         self.sysroot.is_booted()
+    }
+
+    /// Whether this sysroot boots with GRUB (libostree's own test).
+    pub fn boots_with_grub(&self) -> bool {
+        self.path.join("boot/grub/grub.cfg").exists()
+    }
+
+    /// Warns before a write if the sysroot uses GRUB but no generator is set: libostree would
+    /// then run `grub-mkconfig` (chrooted into the new deployment on a non-booted sysroot).
+    fn warn_if_no_grub_generator(&self) {
+        if self.boots_with_grub() && std::env::var_os(GRUB_EXEC_ENV).is_none() {
+            log::warn!(
+                "no GRUB menu generator ({} is not in the tree and {GRUB_EXEC_ENV} is unset); \
+                 libostree will fall back to grub-mkconfig",
+                cairn_release::tree::GRUB_MENU
+            );
+        }
     }
 
     /// Takes the sysroot lock. Without `wait`, fails with [`crate::exit::Locked`] if another
@@ -314,7 +335,7 @@ impl Host {
         refspec: &str,
         kargs: &Kargs,
     ) -> Result<DeployMode> {
-        crate::host::grub::warn_if_unset(self);
+        self.warn_if_no_grub_generator();
         let origin = self.sysroot.origin_new_from_refspec(refspec);
         let merge = self.merge_raw();
         let argv: Vec<&str> = match kargs {
@@ -369,7 +390,7 @@ impl Host {
     /// Deployments left out are removed (unless libostree keeps the booted one).
     #[context("Writing the deployment list")]
     pub fn write_order(&self, _lock: &SysrootLock<'_>, order: &[usize]) -> Result<()> {
-        crate::host::grub::warn_if_unset(self);
+        self.warn_if_no_grub_generator();
         let all = self.sysroot.deployments();
         let list = order
             .iter()
@@ -404,7 +425,7 @@ impl Host {
         index: usize,
         kargs: &[String],
     ) -> Result<()> {
-        crate::host::grub::warn_if_unset(self);
+        self.warn_if_no_grub_generator();
         let d = self.raw(index)?;
         let argv: Vec<&str> = kargs.iter().map(String::as_str).collect();
         self.sysroot

@@ -13,7 +13,7 @@ use cairn_release::bundle;
 use cairn_release::{gio, ostree, signature};
 use fn_error_context::context;
 
-use crate::config::Config;
+use crate::config::Settings;
 use crate::host::source::Source;
 use crate::host::sysroot::{Host, Kargs};
 use crate::host::verify::Policy;
@@ -22,10 +22,10 @@ use crate::release::Release;
 
 /// Checks and applies `file`, then deploys its commit.
 #[context("Upgrading stateroot {} from bundle {}", host.osname(), file.display())]
-pub fn upgrade(host: &Host, config: &Config, file: &Path, wait: bool) -> Result<Outcome> {
+pub fn upgrade(host: &Host, settings: &Settings, file: &Path, wait: bool) -> Result<Outcome> {
     let lock = host.lock(wait)?;
-    let source = Source::for_host(host, config)?;
-    let policy = Policy::for_host(host, config)?;
+    let source = Source::for_host(host, &settings.source)?;
+    let policy = Policy::for_host(host, settings.require_signature)?;
     let repo = host.repo();
     // Scratch space on the repository's filesystem; removed on every exit path.
     let scratch = tempfile::Builder::new()

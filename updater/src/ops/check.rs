@@ -5,7 +5,7 @@ use anyhow::Result;
 use fn_error_context::context;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::Settings;
 use crate::host::pull;
 use crate::host::source::Source;
 use crate::host::state::{self, LastCheck};
@@ -27,8 +27,8 @@ pub struct CheckResult {
 
 /// Fetches the remote ref's commit metadata and compares it with the default deployment.
 #[context("Checking for updates")]
-pub fn check(host: &Host, config: &Config, wait: bool) -> Result<CheckResult> {
-    let source = Source::for_host(host, config)?;
+pub fn check(host: &Host, settings: &Settings, wait: bool) -> Result<CheckResult> {
+    let source = Source::for_host(host, &settings.source)?;
     let current = host.own_deployments().first().map(Release::from);
     let tip = {
         let _lock = host.lock(wait)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::agent::AgentRecord;
-use crate::config::Config;
+use crate::config::Settings;
 use crate::failed::FailedVersion;
 use crate::health::HealthReport;
 use crate::host::bootcount::{self, Counter};
@@ -38,7 +38,7 @@ pub struct HostStatus {
 /// The automatic-update part of `cairn status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct AutoStatus {
-    /// The configured strategy, described (or the configuration error).
+    /// The configured strategy, described.
     pub strategy: String,
     /// The agent's last run.
     pub agent: Option<AgentRecord>,
@@ -51,7 +51,7 @@ pub struct AutoStatus {
 }
 
 /// Collects the host's status (reads only; takes no lock).
-pub fn collect(host: &Host, config: &Config) -> HostStatus {
+pub fn collect(host: &Host, settings: &Settings) -> HostStatus {
     let deployments = host.deployments();
     let last_check = state::load_last_check(&host.var_dir());
     let default = deployments.iter().find(|d| d.osname == host.osname());
@@ -70,10 +70,7 @@ pub fn collect(host: &Host, config: &Config) -> HostStatus {
     };
     let var = host.var_dir();
     let automatic = AutoStatus {
-        strategy: config
-            .update
-            .strategy()
-            .map_or_else(|e| format!("invalid: {}", e.message), |s| s.describe()),
+        strategy: settings.strategy.describe(),
         agent: state::load_json(&var, crate::agent::FILE),
         health: crate::health::load_state(&var).last,
         boot_counter: bootcount::counter(&bootcount::path(host.path())).ok(),

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use fn_error_context::context;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::Settings;
 use crate::host::source::Source;
 use crate::host::sysroot::{DeployMode, DeploymentInfo, Host, Kargs};
 use crate::host::{pull, verify};
@@ -48,9 +48,9 @@ fn default_deployment(host: &Host) -> Option<DeploymentInfo> {
 /// `cairn upgrade`: fetch and deploy the newest commit of the followed ref. Refuses to go to
 /// an older release than the one that boots next.
 #[context("Upgrading stateroot {}", host.osname())]
-pub fn upgrade(host: &Host, config: &Config, wait: bool) -> Result<Outcome> {
+pub fn upgrade(host: &Host, settings: &Settings, wait: bool) -> Result<Outcome> {
     let lock = host.lock(wait)?;
-    let source = Source::for_host(host, config)?;
+    let source = Source::for_host(host, &settings.source)?;
     let current = default_deployment(host).map(|d| Release::from(&d));
     let tip = pull::fetch_commit_metadata(host, &source, 0)?;
     let tip_release = Release::from(&tip);
@@ -70,7 +70,7 @@ pub fn upgrade(host: &Host, config: &Config, wait: bool) -> Result<Outcome> {
             );
         }
     }
-    verify::verify_commit(host, config, &tip.commit)?;
+    verify::verify_commit(host, settings.require_signature, &tip.commit)?;
     pull::fetch_tree(host, &source, &tip.commit)?;
     let mode = host.deploy(&lock, &tip.commit, &source.refspec(), &Kargs::Inherit)?;
     log::info!(
@@ -91,9 +91,9 @@ pub fn upgrade(host: &Host, config: &Config, wait: bool) -> Result<Outcome> {
 /// `cairn deploy REV`: deploy a version or commit from the followed ref's history, older ones
 /// included.
 #[context("Deploying {rev:?} on stateroot {}", host.osname())]
-pub fn deploy_revision(host: &Host, config: &Config, rev: &str, wait: bool) -> Result<Outcome> {
+pub fn deploy_revision(host: &Host, settings: &Settings, rev: &str, wait: bool) -> Result<Outcome> {
     let lock = host.lock(wait)?;
-    let source = Source::for_host(host, config)?;
+    let source = Source::for_host(host, &settings.source)?;
     let current = default_deployment(host).map(|d| Release::from(&d));
     let found = pull::find_on_history(host, &source, rev)?;
     let target = Release::from(&found);
@@ -105,7 +105,7 @@ pub fn deploy_revision(host: &Host, config: &Config, rev: &str, wait: bool) -> R
             });
         }
     }
-    verify::verify_commit(host, config, &found.commit)?;
+    verify::verify_commit(host, settings.require_signature, &found.commit)?;
     pull::fetch_tree(host, &source, &found.commit)?;
     let mode = host.deploy(&lock, &found.commit, &source.refspec(), &Kargs::Inherit)?;
     log::info!(
@@ -126,11 +126,11 @@ pub fn deploy_revision(host: &Host, config: &Config, rev: &str, wait: bool) -> R
 
 /// `cairn rebase TARGET`: follow another ref (or stream) and deploy its newest commit.
 #[context("Rebasing stateroot {} to {target:?}", host.osname())]
-pub fn rebase(host: &Host, config: &Config, target: &str, wait: bool) -> Result<Outcome> {
+pub fn rebase(host: &Host, settings: &Settings, target: &str, wait: bool) -> Result<Outcome> {
     let lock = host.lock(wait)?;
-    let current_source = Source::for_host(host, config)?;
-    let source = Source::rebase_target(&current_source, target, config)?;
-    if let Some(stream) = &config.source.stream {
+    let current_source = Source::for_host(host, &settings.source)?;
+    let source = Source::rebase_target(&current_source, target, &settings.source)?;
+    if let Some(stream) = &settings.source.stream {
         if !source.ref_.ends_with(&format!("/{stream}")) {
             log::warn!(
                 "the configuration pins stream {stream:?}; later upgrades will follow it, not {}",
@@ -149,7 +149,7 @@ pub fn rebase(host: &Host, config: &Config, target: &str, wait: bool) -> Result<
             });
         }
     }
-    verify::verify_commit(host, config, &tip.commit)?;
+    verify::verify_commit(host, settings.require_signature, &tip.commit)?;
     pull::fetch_tree(host, &source, &tip.commit)?;
     let mode = host.deploy(&lock, &tip.commit, &source.refspec(), &Kargs::Inherit)?;
     log::info!(
