@@ -66,6 +66,18 @@ pub fn find<'a>(list: &'a [FailedVersion], release: &Release) -> Option<&'a Fail
     })
 }
 
+/// Takes `commit` off the list; returns whether it was on it.
+pub fn forget(var: &Path, commit: &str) -> Result<bool> {
+    let mut list = load(var);
+    let before = list.len();
+    list.retain(|f| f.commit != commit);
+    if list.len() == before {
+        return Ok(false);
+    }
+    state::save_json(var, FILE, &list)?;
+    Ok(true)
+}
+
 /// Remembers `release` (replacing an earlier entry for it) and logs why.
 pub fn record(var: &Path, release: &Release, reason: Reason, detail: &str) -> Result<()> {
     let mut list = load(var);

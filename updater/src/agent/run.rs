@@ -11,7 +11,7 @@ use crate::failed;
 use crate::health;
 use crate::host::state;
 use crate::host::sysroot::Host;
-use crate::ops::update::Outcome;
+use crate::ops::apply::Outcome;
 use crate::release::Release;
 use crate::strategy::{Decision, Moment, Strategy};
 
@@ -157,7 +157,6 @@ fn steps(
                 Outcome::Deployed { to, .. } => to,
                 Outcome::Unchanged { current, .. } => current,
             };
-            arm_boot_counter(host, settings, &to.commit);
             m.update_staged(to.clone())?;
             to
         }
@@ -227,34 +226,5 @@ fn check_with_retries(
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// Gives the deployment that boots next its boot attempts, if the sysroot boots with GRUB and
-/// the deployment's tree runs the health service (which marks a boot good; without it every
-/// boot would count down). Failures are logged, not fatal: the update itself is in place.
-pub fn arm_boot_counter(host: &Host, settings: &Settings, commit: &str) {
-    let Some(next) = host.own_deployments().into_iter().next() else {
-        return;
-    };
-    if next.commit != commit {
-        return;
-    }
-    if !host.boots_with_grub() {
-        log::debug!("not arming boot counting: the sysroot does not boot with GRUB");
-        return;
-    }
-    if !next.path.join(health::UNIT).exists() {
-        log::info!(
-            "not arming boot counting: {} has no cairn-health.service to mark its boot good",
-            Release::from(&next).describe()
-        );
-        return;
-    }
-    let attempts = settings.boot_attempts;
-    if let Err(e) =
-        crate::host::bootcount::arm(&crate::host::bootcount::path(host.path()), attempts)
-    {
-        log::warn!("{e:#}");
     }
 }

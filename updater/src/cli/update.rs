@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Context;
-use crate::ops::update::{self, Outcome};
+use crate::ops::apply::Outcome;
+use crate::ops::update;
 
 /// Arguments of `cairn upgrade`.
 #[derive(Debug, Args)]
@@ -82,7 +83,6 @@ fn finish(ctx: &Context, outcome: &Outcome, reboot: bool) -> Result<ExitCode> {
                 to.describe(),
                 mode.describe()
             );
-            crate::agent::run::arm_boot_counter(&ctx.host, &ctx.settings, &to.commit);
             if reboot {
                 crate::host::reboot::reboot(&ctx.host)?;
             } else if ctx.host.is_booted() {

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::failed::{self, Reason};
 use crate::host::bootcount::{self, Counter};
+use crate::host::reboot;
 use crate::host::state;
 use crate::host::sysroot::{DeploymentInfo, Host};
 use crate::release::Release;
@@ -290,15 +291,42 @@ fn current(host: &Host) -> Option<DeploymentInfo> {
         .or_else(|| own.into_iter().next())
 }
 
-/// `cairn health run`: notice a GRUB fallback, run the checks, then mark the boot good or roll
-/// back (and reboot when `reboot` and the host is booted).
+/// `cairn health run`: notice a GRUB fallback, run the checks, judge them, then act on the
+/// verdict: mark the boot good, or record the version and roll back (and reboot when `reboot`
+/// and the host is booted), or report it unhealthy.
 #[context("Checking the health of stateroot {}", host.osname())]
 pub fn run(host: &Host, settings: &HealthSettings, wait: bool, reboot: bool) -> Result<Outcome> {
-    let var = host.var_dir();
     let grubenv = bootcount::path(host.path());
     handle_fallback(host, &grubenv, wait)?;
     let cur = current(host).context("the stateroot has no deployment")?;
-    let release = Release::from(&cur);
+    let checks = run_checks(host, settings, &cur);
+    let state = load_state(&host.var_dir());
+    let verdict = judge(host, &state, &cur, &checks);
+    let report = HealthReport {
+        at: state::now(),
+        release: Release::from(&cur),
+        healthy: matches!(verdict, Verdict::Healthy),
+        warnings: checks
+            .iter()
+            .filter(|c| !c.ok && c.kind == Kind::Wanted)
+            .map(|c| c.name.clone())
+            .collect(),
+        checks,
+        action: String::new(),
+    };
+    act(
+        host,
+        &grubenv,
+        state,
+        report,
+        verdict,
+        Rebooting { wait, reboot },
+    )
+}
+
+/// Runs the check scripts (and, on the running system, the built-in checks) for `cur`, and
+/// logs every failure.
+fn run_checks(host: &Host, settings: &HealthSettings, cur: &DeploymentInfo) -> Vec<CheckResult> {
     let etc = host.etc_dir().unwrap_or_else(|| cur.path.join("etc"));
     let tree = if host.is_booted() {
         PathBuf::from("/")
@@ -329,120 +357,165 @@ pub fn run(host: &Host, settings: &HealthSettings, wait: bool, reboot: bool) -> 
             Kind::Wanted => log::warn!("{msg}"),
         }
     }
-    let healthy = checks.iter().all(|c| c.ok || c.kind == Kind::Wanted);
-    let warnings: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok && c.kind == Kind::Wanted)
-        .map(|c| c.name.clone())
-        .collect();
-    let mut st = load_state(&var);
-    let mut report = HealthReport {
-        at: state::now(),
-        release: release.clone(),
-        checks,
-        healthy,
-        warnings,
-        action: String::new(),
-    };
-    if healthy {
-        st.known_good.retain(|c| c != &cur.commit);
-        st.known_good.push(cur.commit.clone());
-        let excess = st.known_good.len().saturating_sub(16);
-        st.known_good.drain(..excess);
-        let is_default = host.own_deployments().first().map(|d| &d.commit) == Some(&cur.commit);
-        if is_default && bootcount::clear(&grubenv)? {
-            log::info!(
-                "boot of {} marked good (boot counter cleared)",
-                release.describe()
-            );
-        }
-        forget_failure(&var, &release)?;
-        report.action = format!(
-            "{} is healthy{}",
-            release.describe(),
-            if report.warnings.is_empty() {
-                String::new()
-            } else {
-                format!(" (warnings: {})", report.warnings.join(", "))
-            }
-        );
-        log::info!("{}", report.action);
-        st.last = Some(report.clone());
-        state::save_json(&var, FILE, &st)?;
-        return Ok(Outcome::Healthy { report });
-    }
-    let failed_names: Vec<&str> = report
-        .checks
+    checks
+}
+
+/// What the checks mean for the deployment.
+enum Verdict {
+    /// Every required check passed.
+    Healthy,
+    /// A required check failed on a deployment on trial (it never passed before), and another
+    /// deployment not known to fail is there to go back to.
+    RollBack {
+        /// Which checks failed.
+        detail: String,
+        /// Where to go back to.
+        to: Box<DeploymentInfo>,
+    },
+    /// A required check failed on a deployment on trial, with nowhere to go back to.
+    Stuck {
+        /// Which checks failed.
+        detail: String,
+    },
+    /// A required check failed on a deployment that passed before: rolling back from it
+    /// automatically could loop.
+    Regressed {
+        /// Which checks failed.
+        detail: String,
+    },
+}
+
+/// Judges `checks` of `cur`, given what passed before and what failed before.
+fn judge(
+    host: &Host,
+    state: &HealthState,
+    cur: &DeploymentInfo,
+    checks: &[CheckResult],
+) -> Verdict {
+    let failed_names: Vec<&str> = checks
         .iter()
         .filter(|c| !c.ok && c.kind == Kind::Required)
         .map(|c| c.name.as_str())
         .collect();
+    if failed_names.is_empty() {
+        return Verdict::Healthy;
+    }
     let detail = format!("required health checks failed: {}", failed_names.join(", "));
-    let on_trial = !st.known_good.contains(&cur.commit);
-    let failed_list = failed::load(&var);
-    let target = host.own_deployments().into_iter().find(|d| {
+    if state.known_good.contains(&cur.commit) {
+        return Verdict::Regressed { detail };
+    }
+    let failed_list = failed::load(&host.var_dir());
+    let to = host.own_deployments().into_iter().find(|d| {
         d.commit != cur.commit && failed::find(&failed_list, &Release::from(d)).is_none()
     });
-    let outcome = match (on_trial, target) {
-        (true, Some(target)) => {
-            failed::record(&var, &release, Reason::HealthCheck, &detail)?;
-            let to = Release::from(&target);
-            {
-                let lock = host.lock(wait)?;
-                let all = host.deployments();
-                let mut order = vec![target.index];
-                order.extend(all.iter().map(|d| d.index).filter(|&i| i != target.index));
-                host.write_order(&lock, &order)?;
+    match to {
+        Some(to) => Verdict::RollBack {
+            detail,
+            to: Box::new(to),
+        },
+        None => Verdict::Stuck { detail },
+    }
+}
+
+/// How [`act`] may take the sysroot lock and whether it may reboot.
+struct Rebooting {
+    wait: bool,
+    reboot: bool,
+}
+
+/// Acts on `verdict`, records `report` (with what was done) in the health state, and returns
+/// the outcome.
+fn act(
+    host: &Host,
+    grubenv: &Path,
+    mut st: HealthState,
+    mut report: HealthReport,
+    verdict: Verdict,
+    how: Rebooting,
+) -> Result<Outcome> {
+    let var = host.var_dir();
+    let release = report.release.clone();
+    let commit = release.commit.clone();
+    match verdict {
+        Verdict::Healthy => {
+            st.known_good.retain(|c| c != &commit);
+            st.known_good.push(commit.clone());
+            let excess = st.known_good.len().saturating_sub(16);
+            st.known_good.drain(..excess);
+            let is_default = host.own_deployments().first().map(|d| &d.commit) == Some(&commit);
+            if is_default && bootcount::clear(grubenv)? {
+                log::info!(
+                    "boot of {} marked good (boot counter cleared)",
+                    release.describe()
+                );
             }
-            bootcount::clear(&grubenv)?;
+            if failed::forget(&var, &commit)? {
+                log::info!(
+                    "{} passed its health checks: taken off the failed list",
+                    release.describe()
+                );
+            }
+            report.action = format!(
+                "{} is healthy{}",
+                release.describe(),
+                if report.warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (warnings: {})", report.warnings.join(", "))
+                }
+            );
+            log::info!("{}", report.action);
+            st.last = Some(report.clone());
+            state::save_json(&var, FILE, &st)?;
+            Ok(Outcome::Healthy { report })
+        }
+        Verdict::RollBack { detail, to } => {
+            failed::record(&var, &release, Reason::HealthCheck, &detail)?;
+            let to_release = Release::from(to.as_ref());
+            {
+                let lock = host.lock(how.wait)?;
+                host.make_default(&lock, to.index)?;
+            }
+            bootcount::clear(grubenv)?;
             report.action = format!(
                 "{detail}; {} recorded as failed, rolled back to {}",
                 release.describe(),
-                to.describe()
+                to_release.describe()
             );
             log::error!("{}", report.action);
-            let rebooting = reboot && host.is_booted();
+            let rebooting = how.reboot && host.is_booted();
             st.last = Some(report.clone());
             state::save_json(&var, FILE, &st)?;
             if rebooting {
-                crate::host::reboot::reboot(host)?;
+                reboot::reboot(host)?;
             }
-            return Ok(Outcome::RolledBack {
+            Ok(Outcome::RolledBack {
                 report,
-                to,
+                to: to_release,
                 rebooting,
-            });
+            })
         }
-        (true, None) => {
+        Verdict::Stuck { detail } => {
             failed::record(&var, &release, Reason::HealthCheck, &detail)?;
-            format!("{detail}; no other deployment to roll back to")
+            report.action = format!("{detail}; no other deployment to roll back to");
+            unhealthy(&var, st, report)
         }
-        (false, _) => format!(
-            "{detail}; {} passed its checks before, so it is not rolled back from automatically",
-            release.describe()
-        ),
-    };
-    report.action = outcome;
-    log::error!("{}", report.action);
-    st.last = Some(report.clone());
-    state::save_json(&var, FILE, &st)?;
-    Ok(Outcome::Unhealthy { report })
+        Verdict::Regressed { detail } => {
+            report.action = format!(
+                "{detail}; {} passed its checks before, so it is not rolled back from automatically",
+                release.describe()
+            );
+            unhealthy(&var, st, report)
+        }
+    }
 }
 
-/// A release that proved healthy is taken off the failed list (an administrator deployed it
-/// by hand, and it works).
-fn forget_failure(var: &Path, release: &Release) -> Result<()> {
-    let mut list = failed::load(var);
-    let before = list.len();
-    list.retain(|f| f.commit != release.commit);
-    if list.len() != before {
-        state::save_json(var, failed::FILE, &list)?;
-        log::info!(
-            "{} passed its health checks: taken off the failed list",
-            release.describe()
-        );
-    }
-    Ok(())
+/// Logs and records a report whose required checks failed, without a rollback.
+fn unhealthy(var: &Path, mut st: HealthState, report: HealthReport) -> Result<Outcome> {
+    log::error!("{}", report.action);
+    st.last = Some(report.clone());
+    state::save_json(var, FILE, &st)?;
+    Ok(Outcome::Unhealthy { report })
 }
 
 /// If GRUB ran out of boot attempts for the default deployment and booted another, record the
@@ -466,6 +539,7 @@ fn handle_fallback(host: &Host, grubenv: &Path, wait: bool) -> Result<()> {
                 "it did not come up within its boot attempts; GRUB booted the previous deployment",
             )?;
             let lock = host.lock(wait)?;
+            // The booted one first, the failed default left out (removed).
             let all = host.deployments();
             let mut order = vec![b.index];
             order.extend(

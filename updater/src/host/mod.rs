@@ -6,11 +6,13 @@
 //! [`sysroot::DeploymentInfo`] values; [`pull`] talks to remotes (with [`progress`]);
 //! [`source`] says what a host follows; [`verify`] decides which commits are accepted
 //! (signatures); [`grub`] chooses the GRUB menu generator and [`bootcount`] lets GRUB count boot
-//! attempts; [`kargs`] edits kernel argument lists; [`state`] keeps the small JSON files under
+//! attempts; [`kargs`] edits kernel argument lists; [`import`] writes a checked bundle into the
+//! repository; [`state`] keeps the small JSON files under
 //! `/var/lib/cairn`; [`reboot`] restarts the machine.
 
 pub mod bootcount;
 pub mod grub;
+pub mod import;
 pub mod kargs;
 pub mod progress;
 pub mod pull;

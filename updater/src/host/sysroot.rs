@@ -406,6 +406,21 @@ impl Host {
         Ok(())
     }
 
+    /// Makes the deployment at `index` boot next; the others keep their order.
+    pub fn make_default(&self, lock: &SysrootLock<'_>, index: usize) -> Result<()> {
+        let n = self.sysroot.deployments().len();
+        let mut order = vec![index];
+        order.extend((0..n).filter(|&i| i != index));
+        self.write_order(lock, &order)
+    }
+
+    /// Whether the repository has the commit object `commit`.
+    pub fn has_commit(&self, commit: &str) -> Result<bool> {
+        self.repo()
+            .has_object(ostree::ObjectType::Commit, commit, gio::Cancellable::NONE)
+            .with_context(|| format!("Looking up commit {commit}"))
+    }
+
     /// Pins or unpins the deployment at `index`.
     #[context("Setting pinned={pinned} on deployment {index}")]
     pub fn set_pinned(&self, _lock: &SysrootLock<'_>, index: usize, pinned: bool) -> Result<()> {
