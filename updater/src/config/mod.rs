@@ -10,7 +10,7 @@
 //! for `--sysroot DIR`, the `etc/cairn/config.toml` of the stateroot's default deployment (the
 //! `/etc` that host boots with).
 //!
-//! [`file`] holds the structs as written (values of `[update]` and `[health]` kept spanned);
+//! [`file`](mod@file) holds the structs as written (values of `[update]` and `[health]` kept spanned);
 //! [`settings`] validates them into [`Settings`], with errors that point at the value, as
 //! `FILE:LINE:COL`.
 

@@ -6,7 +6,7 @@
 //! every path must do, in this order: nothing if the target already boots next; refuse an
 //! older release where the command does; bring the commit's tree into the repository with its
 //! signature checked ([`crate::host::verify`]); write or stage the deployment
-//! ([`Host::deploy`]); log; and arm boot counting ([`arm_boot_counter`]). A new way to change
+//! ([`Host::deploy`]); log; and arm boot counting (`arm_boot_counter`). A new way to change
 //! the host adds a [`Kind`] of target, not another pipeline.
 //!
 //! The caller holds the sysroot lock from resolving the target to the end. Until the deploy
