@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::file::{ConfigFile, FleetLockConfig, HealthConfig, Invalid, UpdateConfig};
 use crate::fleet_lock::Endpoint;
-use crate::health::{HealthSettings, Runtime, DEFAULT_TIMEOUT_SECONDS};
+use crate::health::settings::{HealthSettings, Runtime, DEFAULT_TIMEOUT_SECONDS};
 use crate::host::bootcount::MAX_ATTEMPTS;
 use crate::host::source::Overrides;
 use crate::strategy::fleet_lock::FleetLock;

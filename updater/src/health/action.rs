@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::report::{HealthReport, HealthState, Outcome, FILE};
 use super::verdict::Verdict;
-use super::{HealthReport, HealthState, Outcome, FILE};
 use crate::failed::{self, Reason};
 use crate::host::sysroot::Host;
 use crate::host::{bootcount, reboot, state};

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{runner, HealthSettings, Runtime};
+use super::runner;
+use super::settings::{HealthSettings, Runtime};
 use crate::host::sysroot::{DeploymentInfo, Host};
 
 /// Required or wanted.

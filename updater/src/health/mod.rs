@@ -19,125 +19,36 @@
 //!
 //! One run ([`run`]) is three steps, one file each: [`checks`] runs them, `verdict` judges
 //! what they found, `action` acts on the verdict; `fallback` handles a GRUB fallback first.
+//! [`report`] is what a run found and what is kept between runs; [`settings`] the validated
+//! `[health]`.
 
 mod action;
 pub mod checks;
 mod fallback;
+pub mod report;
 pub mod runner;
+pub mod settings;
 mod verdict;
-
-use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use fn_error_context::context;
-use serde::{Deserialize, Serialize};
+
+use action::{act, Rebooting};
+use checks::run_checks;
+use fallback::handle_fallback;
+use verdict::{judge, Verdict};
 
 use crate::host::bootcount;
 use crate::host::state;
 use crate::host::sysroot::{DeploymentInfo, Host};
-
 use crate::release::Release;
-use action::{act, Rebooting};
-use checks::run_checks;
-pub use checks::{check_dirs, discover, run_scripts, CheckResult, Kind};
-use fallback::handle_fallback;
-use verdict::{judge, Verdict};
 
-/// File name of the health state under `<var>/lib/cairn/`.
-pub const FILE: &str = "health.json";
-/// Default timeout of one check.
-pub const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
+pub use checks::{check_dirs, discover, run_scripts, CheckResult, Kind};
+pub use report::{load_state, HealthReport, HealthState, Outcome, FILE};
+pub use settings::{HealthSettings, Runtime, DEFAULT_TIMEOUT_SECONDS};
+
 /// The unit whose presence in a tree says it runs these checks after boot.
 pub const UNIT: &str = "usr/lib/systemd/system/cairn-health.service";
-
-/// `[health]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthSettings {
-    /// The timeout of one check.
-    pub timeout: Duration,
-    /// The container runtime check.
-    pub runtime: Runtime,
-    /// Units that must not be in the failed state.
-    pub units: Vec<String>,
-}
-
-impl Default for HealthSettings {
-    fn default() -> Self {
-        HealthSettings {
-            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
-            runtime: Runtime::Auto,
-            units: Vec::new(),
-        }
-    }
-}
-
-/// Which container runtime check runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// podman if the tree has `/usr/bin/podman`.
-    Auto,
-    /// `podman info` must answer.
-    Podman,
-    /// No runtime check.
-    None,
-}
-
-/// What one `cairn health run` found and did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthReport {
-    /// When, seconds since the epoch.
-    pub at: u64,
-    /// The deployment checked.
-    pub release: Release,
-    /// Every check.
-    pub checks: Vec<CheckResult>,
-    /// Whether all required checks passed.
-    pub healthy: bool,
-    /// Names of failed wanted checks.
-    pub warnings: Vec<String>,
-    /// What happened: marked good, rolled back, …
-    pub action: String,
-}
-
-/// What `/var/lib/cairn/health.json` holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthState {
-    /// Commits that passed their required checks on this host (newest last, at most 16).
-    pub known_good: Vec<String>,
-    /// The last report.
-    pub last: Option<HealthReport>,
-}
-
-/// The health state of the host whose `/var` is `var`.
-pub fn load_state(var: &Path) -> HealthState {
-    state::load_json(var, FILE).unwrap_or_default()
-}
-
-/// What `cairn health run` did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Required checks passed; the boot is marked good.
-    Healthy {
-        /// The report.
-        report: HealthReport,
-    },
-    /// A required check failed on a new version: recorded, rolled back, (rebooting).
-    RolledBack {
-        /// The report.
-        report: HealthReport,
-        /// What boots next now.
-        to: Release,
-        /// Whether a reboot was started.
-        rebooting: bool,
-    },
-    /// A required check failed, and rolling back is not possible or not safe.
-    Unhealthy {
-        /// The report.
-        report: HealthReport,
-    },
-}
 
 /// The deployment whose health is checked: the booted one, or (a sysroot that is not booted:
 /// tests, images) the default one.

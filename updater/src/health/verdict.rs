@@ -1,7 +1,7 @@
 //! What the checks mean for the deployment that ran them.
 
 use super::checks::{CheckResult, Kind};
-use super::HealthState;
+use super::report::HealthState;
 use crate::failed;
 use crate::host::sysroot::{DeploymentInfo, Host};
 use crate::release::Release;
