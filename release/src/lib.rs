@@ -1,7 +1,9 @@
-//! The contract between Cairn's composer and updater (see `shared/DESIGN.md`, "Contracts").
+//! The contract between Cairn's composer and updater (see `ARCHITECTURE.md` at the repository
+//! root, "Contracts").
 //!
 //! What lives here is what both sides must agree on: how refs are spelled, how versions are
-//! numbered and ordered, which commit metadata keys carry what, and how commits are signed. It also re-exports the
+//! numbered and ordered, which commit metadata keys carry what, how commits are signed and where
+//! shared files sit in the tree ([`tree`]). It also re-exports the
 //! `ostree`, `gio` and `glib` crates so that every Cairn crate links one version of them.
 //! It holds no composing or deploying logic.
 
@@ -10,6 +12,7 @@ pub mod history;
 pub mod metadata;
 pub mod osref;
 pub mod signature;
+pub mod tree;
 pub mod version;
 
 pub use gio;

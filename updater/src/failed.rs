@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::Release;
-use crate::state;
+use crate::host::state;
+use crate::release::Release;
 
 /// File name under `<var>/lib/cairn/`.
 pub const FILE: &str = "failed.json";
@@ -64,6 +64,18 @@ pub fn find<'a>(list: &'a [FailedVersion], release: &Release) -> Option<&'a Fail
         f.commit == release.commit
             || (f.version.is_some() && f.version.as_deref() == release.version.as_deref())
     })
+}
+
+/// Takes `commit` off the list; returns whether it was on it.
+pub fn forget(var: &Path, commit: &str) -> Result<bool> {
+    let mut list = load(var);
+    let before = list.len();
+    list.retain(|f| f.commit != commit);
+    if list.len() == before {
+        return Ok(false);
+    }
+    state::save_json(var, FILE, &list)?;
+    Ok(true)
 }
 
 /// Remembers `release` (replacing an earlier entry for it) and logs why.

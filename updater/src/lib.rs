@@ -1,40 +1,31 @@
 //! `cairn`, the on-host agent and admin CLI of Cairn: it follows an OS ref on an OSTree remote,
 //! stages new deployments, rolls back, pins and cleans up, and keeps the GRUB menu in step.
+//! The design and the contracts with the composer: `ARCHITECTURE.md` at the repository root.
 //!
-//! Layout: [`cli`] parses arguments and prints; the domain modules do the work.
-//! [`sysroot`] is the only module that holds libostree deployments and converts them into plain
-//! [`sysroot::DeploymentInfo`] values; [`pull`] talks to remotes; [`deploy`], [`check`],
-//! [`rollback`], [`cleanup`] and [`kargs`] are the operations; [`verify`] decides which
-//! commits are accepted (signatures); [`status`] assembles what
-//! `cairn status` shows.
-//!
-//! Automatic updates: [`agent`] (the state machine of one run) asks a [`strategy`] (periodic
-//! windows in [`weekly`], FleetLock through [`fleet_lock`]) when to reboot; [`health`] checks a
-//! boot, [`bootcount`] lets GRUB count boot attempts, [`failed`] remembers versions never to
-//! apply again.
+//! Layers, each using only those below it:
+//! - [`cli`] parses arguments, calls one operation and prints; `main` maps errors to exit codes
+//!   ([`exit`]).
+//! - [`ops`]: the operations behind the commands. Those that change the booted commit only
+//!   resolve a target; [`ops::apply`] verifies, fetches, deploys and arms boot counting for all.
+//! - Automation: [`agent`] (the state machine of one run) asks a [`strategy`] (periodic windows
+//!   in [`weekly`], FleetLock through [`fleet_lock`]) when to reboot; [`health`] checks a boot
+//!   (checks → verdict → action); [`failed`] remembers versions never to apply again.
+//! - [`config`]: the configuration file parsed, merged with defaults and validated once into
+//!   [`config::Settings`].
+//! - [`release`]: a release (commit, version, time), its ordering and name.
+//! - [`host`]: plumbing — the sysroot (the only module holding libostree deployments), pulls,
+//!   signature checks, the GRUB generator, boot counting, state files, reboot.
 
 pub mod agent;
-pub mod bootcount;
-pub mod bundle;
-pub mod check;
-pub mod cleanup;
 pub mod cli;
 pub mod config;
-pub mod deploy;
 pub mod exit;
 pub mod failed;
 pub mod fleet_lock;
-pub mod grub;
 pub mod health;
-pub mod kargs;
+pub mod host;
 pub mod logging;
-pub mod progress;
-pub mod pull;
-pub mod rollback;
-pub mod source;
-pub mod state;
-pub mod status;
+pub mod ops;
+pub mod release;
 pub mod strategy;
-pub mod sysroot;
-pub mod verify;
 pub mod weekly;

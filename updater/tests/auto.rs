@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cairn_updater::bootcount::{self, Counter};
 use cairn_updater::health::{self, Kind};
+use cairn_updater::host::bootcount::{self, Counter};
 use cairn_updater::strategy::periodic::Periodic;
 use cairn_updater::strategy::{Decision, Moment};
 use cairn_updater::weekly::{self, Calendar};
@@ -269,7 +269,7 @@ fn window_config(start: u64, length: u32) -> String {
 #[test]
 fn periodic_reboots_only_inside_its_window() {
     let fx = Fixture::new();
-    let now = cairn_updater::state::now();
+    let now = cairn_updater::host::state::now();
     // A window that opens in three hours: stage now, postpone the reboot.
     let cfg = with_config(&fx, &window_config(now + 3 * 3600, 60));
     fx.publish_with(STABLE, 1, 0, &[UNIT]);

@@ -16,9 +16,9 @@ use anyhow::{bail, Context, Result};
 use crate::command::CommandExt;
 
 /// The generator's path in the tree.
-pub const GRUB_MENU: &str = "/usr/lib/cairn/grub-menu";
+pub const GRUB_MENU: &str = cairn_release::tree::GRUB_MENU;
 /// The static `grub.cfg`'s path in trees that ship it.
-pub const STATIC_GRUB_CFG: &str = "/usr/lib/cairn/grub.cfg";
+pub const STATIC_GRUB_CFG: &str = cairn_release::tree::STATIC_GRUB_CFG;
 /// The static `grub.cfg` of this source tree, for commits that predate shipping it.
 const FALLBACK_GRUB_CFG: &str = include_str!("../../../updater/data/grub.cfg");
 

@@ -224,7 +224,7 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         interrupt::check()?;
 
         let tree_kargs =
-            bootloader::commit_file(&opts.repo, &info.commit, "/usr/lib/cairn/kernel-args")?
+            bootloader::commit_file(&opts.repo, &info.commit, cairn_release::tree::KERNEL_ARGS)?
                 .unwrap_or_default();
         let kargs = kernel_args(&tree_kargs, &recipe.kernel_args, &root_uuid);
         progress.step("Initializing the sysroot");

@@ -16,7 +16,7 @@ use crate::progress::Progress;
 
 /// Where deployments find the manifest's default kernel arguments (one per line). The image
 /// builder and the updater read it from the deployment.
-pub const KERNEL_ARGS_FILE: &str = "usr/lib/cairn/kernel-args";
+pub const KERNEL_ARGS_FILE: &str = cairn_release::tree::KERNEL_ARGS;
 
 /// Applies the manifest to `tree`, in the order files, groups, users, units, kernel arguments,
 /// scripts, removals (so a script can rely on the files, and removals win over everything).
@@ -51,7 +51,7 @@ pub fn apply(tree: &Path, manifest: &Manifest, progress: &Progress) -> Result<()
                 .with_context(|| format!("systemctl {verb} {unit} (is the unit installed by a package or a [[files]] entry?)"))?;
         }
     }
-    let kargs = tree.join(KERNEL_ARGS_FILE);
+    let kargs = tree.join(cairn_release::tree::relative(KERNEL_ARGS_FILE));
     if let Some(dir) = kargs.parent() {
         fs::create_dir_all(dir).with_context(|| format!("Creating {}", dir.display()))?;
     }

@@ -18,7 +18,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::Release;
+use crate::release::Release;
 
 /// File name of the agent's record under `<var>/lib/cairn/`.
 pub const FILE: &str = "agent.json";

@@ -2,17 +2,18 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use fn_error_context::context;
 
 use super::{AgentRecord, Machine, State, FILE};
-use crate::config::Config;
-use crate::deploy::{self, Outcome, Release};
+use crate::config::Settings;
 use crate::failed;
 use crate::health;
-use crate::state;
+use crate::host::state;
+use crate::host::sysroot::Host;
+use crate::ops::apply::Outcome;
+use crate::release::Release;
 use crate::strategy::{Decision, Moment, Strategy};
-use crate::sysroot::Host;
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -31,11 +32,8 @@ pub fn load_record(host: &Host) -> Option<AgentRecord> {
 
 /// Runs the agent once; the record is saved whatever happens, and returned.
 #[context("Running the update agent on stateroot {}", host.osname())]
-pub fn run_once(host: &Host, config: &Config, opts: &RunOptions) -> Result<AgentRecord> {
-    let strategy = config
-        .update
-        .strategy()
-        .map_err(|e| anyhow!("[update]: {}", e.message))?;
+pub fn run_once(host: &Host, settings: &Settings, opts: &RunOptions) -> Result<AgentRecord> {
+    let strategy = &settings.strategy;
     let previous = load_record(host).unwrap_or_default();
     let mut rec = AgentRecord {
         strategy: strategy.describe(),
@@ -44,7 +42,7 @@ pub fn run_once(host: &Host, config: &Config, opts: &RunOptions) -> Result<Agent
         ..AgentRecord::default()
     };
     let mut m = Machine::new();
-    let result = steps(host, config, &strategy, opts, &previous, &mut m, &mut rec);
+    let result = steps(host, settings, strategy, opts, &previous, &mut m, &mut rec);
     rec.ran_at = state::now();
     rec.state = m.state().name().to_string();
     if let Err(e) = &result {
@@ -60,7 +58,7 @@ pub fn run_once(host: &Host, config: &Config, opts: &RunOptions) -> Result<Agent
 
 fn steps(
     host: &Host,
-    config: &Config,
+    settings: &Settings,
     strategy: &Strategy,
     opts: &RunOptions,
     previous: &AgentRecord,
@@ -123,7 +121,7 @@ fn steps(
             r
         }
         None => {
-            let check = check_with_retries(host, config, opts)?;
+            let check = check_with_retries(host, settings, opts)?;
             rec.offered = Some(check.remote.clone());
             let tip = check.remote;
             if !check.update_available {
@@ -153,12 +151,12 @@ fn steps(
             }
             m.update_available(tip.clone())?;
             log::info!("update available: {}; staging it", tip.describe());
-            let outcome = deploy::deploy_revision(host, config, &tip.commit, opts.wait)?;
+            let outcome =
+                crate::ops::update::deploy_revision(host, settings, &tip.commit, opts.wait)?;
             let to = match outcome {
                 Outcome::Deployed { to, .. } => to,
                 Outcome::Unchanged { current, .. } => current,
             };
-            arm_boot_counter(host, config, &to.commit);
             m.update_staged(to.clone())?;
             to
         }
@@ -185,7 +183,7 @@ fn steps(
             saved.state = m.state().name().to_string();
             state::save_json(&var, FILE, &saved)?;
             if host.is_booted() {
-                deploy::reboot(host)?;
+                crate::host::reboot::reboot(host)?;
             } else {
                 log::info!(
                     "not rebooting: {} is not the booted sysroot",
@@ -208,13 +206,13 @@ fn steps(
 
 fn check_with_retries(
     host: &Host,
-    config: &Config,
+    settings: &Settings,
     opts: &RunOptions,
-) -> Result<crate::check::CheckResult> {
+) -> Result<crate::ops::check::CheckResult> {
     let mut delay = Duration::from_secs(5);
     let mut attempt = 0;
     loop {
-        match crate::check::check(host, config, opts.wait) {
+        match crate::ops::check::check(host, settings, opts.wait) {
             Ok(r) => return Ok(r),
             Err(e) if attempt < opts.network_retries => {
                 attempt += 1;
@@ -228,35 +226,5 @@ fn check_with_retries(
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// Gives the deployment that boots next its boot attempts, if the sysroot boots with GRUB and
-/// the deployment's tree runs the health service (which marks a boot good; without it every
-/// boot would count down). Failures are logged, not fatal: the update itself is in place.
-pub fn arm_boot_counter(host: &Host, config: &Config, commit: &str) {
-    let Some(next) = host.own_deployments().into_iter().next() else {
-        return;
-    };
-    if next.commit != commit {
-        return;
-    }
-    if !crate::grub::uses_grub(host) {
-        log::debug!("not arming boot counting: the sysroot does not boot with GRUB");
-        return;
-    }
-    if !next.path.join(health::UNIT).exists() {
-        log::info!(
-            "not arming boot counting: {} has no cairn-health.service to mark its boot good",
-            Release::from(&next).describe()
-        );
-        return;
-    }
-    let attempts = config
-        .update
-        .boot_attempts()
-        .unwrap_or(crate::strategy::DEFAULT_BOOT_ATTEMPTS);
-    if let Err(e) = crate::bootcount::arm(&crate::bootcount::path(host.path()), attempts) {
-        log::warn!("{e:#}");
     }
 }

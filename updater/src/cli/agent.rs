@@ -43,7 +43,7 @@ pub(super) fn run(ctx: &Context, args: &AgentArgs) -> Result<ExitCode> {
                 network_retries: a.network_retries,
                 wait: ctx.wait,
             };
-            let rec = run::run_once(&ctx.host, &ctx.config, &opts)?;
+            let rec = run::run_once(&ctx.host, &ctx.settings, &opts)?;
             if a.json {
                 super::print_json(&rec)?;
             } else {

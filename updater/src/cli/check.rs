@@ -18,7 +18,7 @@ pub struct CheckArgs {
 }
 
 pub(super) fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
-    let r = crate::check::check(&ctx.host, &ctx.config, ctx.wait)?;
+    let r = crate::ops::check::check(&ctx.host, &ctx.settings, ctx.wait)?;
     if args.json {
         super::print_json(&r)?;
     } else if r.update_available {

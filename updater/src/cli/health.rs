@@ -42,7 +42,7 @@ pub struct RunArgs {
 pub(super) fn run(ctx: &Context, args: &HealthArgs) -> Result<ExitCode> {
     match &args.command {
         HealthCommand::Run(a) => {
-            let outcome = health::run(&ctx.host, &ctx.config, ctx.wait, !a.no_reboot)?;
+            let outcome = health::run(&ctx.host, &ctx.settings.health, ctx.wait, !a.no_reboot)?;
             if a.json {
                 super::print_json(&outcome)?;
             }

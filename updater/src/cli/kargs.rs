@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Context;
-use crate::kargs::{self, Edit};
+use crate::host::kargs::Edit;
+use crate::ops::kargs;
 
 /// Arguments of `cairn kargs`.
 #[derive(Debug, Args)]
@@ -44,7 +45,7 @@ pub(super) fn run(ctx: &Context, args: &KargsArgs) -> Result<ExitCode> {
     } else {
         println!("Kernel arguments for the next boot: {}", o.after.join(" "));
         if let Some(mode) = o.mode {
-            println!("{}", crate::deploy::mode_word(mode));
+            println!("{}", mode.describe());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Context;
-use crate::deploy::describe;
+use crate::release::describe;
 
 /// Arguments of `cairn rollback`.
 #[derive(Debug, Args)]
@@ -29,20 +29,20 @@ pub struct PinArgs {
 pub struct CleanupArgs {}
 
 pub(super) fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<ExitCode> {
-    let o = crate::rollback::rollback(&ctx.host, ctx.wait)?;
+    let o = crate::ops::rollback::rollback(&ctx.host, ctx.wait)?;
     println!(
         "Rolled back: {} boots next (was {})",
         o.to.describe(),
         o.from.describe()
     );
     if args.reboot {
-        crate::deploy::reboot(&ctx.host)?;
+        crate::host::reboot::reboot(&ctx.host)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn pin(ctx: &Context, args: &PinArgs, pinned: bool) -> Result<ExitCode> {
-    let d = crate::cleanup::set_pinned(&ctx.host, args.index, pinned, ctx.wait)?;
+    let d = crate::ops::pin::set_pinned(&ctx.host, args.index, pinned, ctx.wait)?;
     println!(
         "Deployment {} ({}) is {}",
         d.index,
@@ -53,7 +53,7 @@ pub(super) fn pin(ctx: &Context, args: &PinArgs, pinned: bool) -> Result<ExitCod
 }
 
 pub(super) fn cleanup(ctx: &Context, _args: &CleanupArgs) -> Result<ExitCode> {
-    let o = crate::cleanup::cleanup(&ctx.host, ctx.wait)?;
+    let o = crate::ops::cleanup::cleanup(&ctx.host, ctx.wait)?;
     if o.removed.is_empty() {
         println!("No deployment to remove.");
     }
@@ -67,7 +67,7 @@ pub(super) fn cleanup(ctx: &Context, _args: &CleanupArgs) -> Result<ExitCode> {
     println!(
         "Pruned {} objects, {}",
         o.objects_pruned,
-        crate::progress::human_bytes(o.bytes_freed)
+        crate::host::progress::human_bytes(o.bytes_freed)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config};
-use crate::sysroot::Host;
+use crate::config::{self, Settings};
+use crate::host::sysroot::Host;
 
 /// Updates and rolls back this Cairn host (an OSTree-based Debian system).
 #[derive(Debug, Parser)]
@@ -84,8 +84,8 @@ pub enum Command {
 pub struct Context {
     /// The opened sysroot.
     pub host: Host,
-    /// The validated configuration.
-    pub config: Config,
+    /// The configuration, validated once.
+    pub settings: Settings,
     /// Whether to wait for the sysroot lock.
     pub wait: bool,
 }
@@ -94,14 +94,14 @@ impl Context {
     fn new(global: &Global, writable: bool) -> Result<Self> {
         let host = Host::open(&global.sysroot, global.os.as_deref(), writable)?;
         let config_path = global.config.clone().or_else(|| default_config_path(&host));
-        let config = match config_path {
-            Some(p) => Config::load(&p)?,
-            None => Config::default(),
+        let settings = match config_path {
+            Some(p) => config::load(&p)?,
+            None => Settings::default(),
         };
-        crate::grub::configure(&host, &config);
+        crate::host::grub::configure(&host, settings.grub_generator.as_deref());
         Ok(Context {
             host,
-            config,
+            settings,
             wait: !global.no_wait,
         })
     }

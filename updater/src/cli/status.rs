@@ -16,11 +16,11 @@ pub struct StatusArgs {
 }
 
 pub(super) fn run(ctx: &Context, args: &StatusArgs) -> Result<ExitCode> {
-    let status = crate::status::collect(&ctx.host, &ctx.config);
+    let status = crate::ops::status::collect(&ctx.host, &ctx.settings);
     if args.json {
         super::print_json(&status)?;
     } else {
-        print!("{}", crate::status::render(&status));
+        print!("{}", crate::ops::status::render(&status));
     }
     Ok(ExitCode::SUCCESS)
 }

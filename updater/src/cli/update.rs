@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Context;
-use crate::deploy::{self, Outcome};
+use crate::ops::apply::Outcome;
+use crate::ops::update;
 
 /// Arguments of `cairn upgrade`.
 #[derive(Debug, Args)]
@@ -46,19 +47,19 @@ pub struct RebaseArgs {
 
 pub(super) fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<ExitCode> {
     let outcome = match &args.bundle {
-        Some(file) => crate::bundle::upgrade(&ctx.host, &ctx.config, file, ctx.wait)?,
-        None => deploy::upgrade(&ctx.host, &ctx.config, ctx.wait)?,
+        Some(file) => crate::ops::bundle::upgrade(&ctx.host, &ctx.settings, file, ctx.wait)?,
+        None => update::upgrade(&ctx.host, &ctx.settings, ctx.wait)?,
     };
     finish(ctx, &outcome, args.reboot)
 }
 
 pub(super) fn deploy(ctx: &Context, args: &DeployArgs) -> Result<ExitCode> {
-    let outcome = deploy::deploy_revision(&ctx.host, &ctx.config, &args.revision, ctx.wait)?;
+    let outcome = update::deploy_revision(&ctx.host, &ctx.settings, &args.revision, ctx.wait)?;
     finish(ctx, &outcome, args.reboot)
 }
 
 pub(super) fn rebase(ctx: &Context, args: &RebaseArgs) -> Result<ExitCode> {
-    let outcome = deploy::rebase(&ctx.host, &ctx.config, &args.target, ctx.wait)?;
+    let outcome = update::rebase(&ctx.host, &ctx.settings, &args.target, ctx.wait)?;
     finish(ctx, &outcome, args.reboot)
 }
 
@@ -80,11 +81,10 @@ fn finish(ctx: &Context, outcome: &Outcome, reboot: bool) -> Result<ExitCode> {
                 "{} -> {} ({refspec}): {}",
                 from.as_ref().map_or("nothing".into(), |f| f.describe()),
                 to.describe(),
-                deploy::mode_word(*mode)
+                mode.describe()
             );
-            crate::agent::run::arm_boot_counter(&ctx.host, &ctx.config, &to.commit);
             if reboot {
-                deploy::reboot(&ctx.host)?;
+                crate::host::reboot::reboot(&ctx.host)?;
             } else if ctx.host.is_booted() {
                 println!("Reboot to use it (`systemctl reboot`).");
             }

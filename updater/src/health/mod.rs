@@ -12,317 +12,43 @@
 //! that passed once is never rolled back from by this module (that would loop): it is reported
 //! unhealthy instead.
 //!
-//! Boot counting ([`crate::bootcount`]) is cleared when the required checks pass; a boot on
+//! Boot counting ([`crate::host::bootcount`]) is cleared when the required checks pass; a boot on
 //! which GRUB ran out of attempts and fell back to entry 1 is noticed here first.
 //!
-//! `[health]` in the configuration: [`HealthConfig`].
+//! `[health]` in the configuration, validated: [`HealthSettings`].
+//!
+//! One run ([`run`]) is three steps, one file each: [`checks`] runs them, `verdict` judges
+//! what they found, `action` acts on the verdict; `fallback` handles a GRUB fallback first.
+//! [`report`] is what a run found and what is kept between runs; [`settings`] the validated
+//! `[health]`.
 
+mod action;
+pub mod checks;
+mod fallback;
+pub mod report;
 pub mod runner;
-
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+pub mod settings;
+mod verdict;
 
 use anyhow::{Context, Result};
 use fn_error_context::context;
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
 
-use crate::bootcount::{self, Counter};
-use crate::config::{Config, Invalid};
-use crate::deploy::Release;
-use crate::failed::{self, Reason};
-use crate::state;
-use crate::sysroot::{DeploymentInfo, Host};
+use action::{act, Rebooting};
+use checks::run_checks;
+use fallback::handle_fallback;
+use verdict::{judge, Verdict};
 
-/// File name of the health state under `<var>/lib/cairn/`.
-pub const FILE: &str = "health.json";
-/// Default timeout of one check.
-pub const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
+use crate::host::bootcount;
+use crate::host::state;
+use crate::host::sysroot::{DeploymentInfo, Host};
+use crate::release::Release;
+
+pub use checks::{check_dirs, discover, run_scripts, CheckResult, Kind};
+pub use report::{load_state, HealthReport, HealthState, Outcome, FILE};
+pub use settings::{HealthSettings, Runtime, DEFAULT_TIMEOUT_SECONDS};
+
 /// The unit whose presence in a tree says it runs these checks after boot.
 pub const UNIT: &str = "usr/lib/systemd/system/cairn-health.service";
-
-/// `[health]` as written in the file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
-    /// Timeout of each check in seconds (default 120).
-    pub timeout_seconds: Option<Spanned<u64>>,
-    /// `auto` (default: podman if the tree has it), `podman` or `none`.
-    pub container_runtime: Option<Spanned<String>>,
-    /// Units that must not be in the failed state.
-    pub units: Vec<Spanned<String>>,
-}
-
-/// Which container runtime check runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// podman if the tree has `/usr/bin/podman`.
-    Auto,
-    /// `podman info` must answer.
-    Podman,
-    /// No runtime check.
-    None,
-}
-
-impl HealthConfig {
-    /// Checks every value.
-    pub fn validate(&self) -> Result<(), Invalid> {
-        if let Some(t) = &self.timeout_seconds {
-            if !(1..=3600).contains(t.get_ref()) {
-                return Err(Invalid::at(t, "[health] timeout_seconds must be 1 to 3600"));
-            }
-        }
-        self.runtime()?;
-        for u in &self.units {
-            let name = u.get_ref();
-            if name.is_empty() || !name.contains('.') || name.contains(['/', ' ']) {
-                return Err(Invalid::at(
-                    u,
-                    format!("[health] units: {name:?} is not a unit name (like podman.socket)"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The timeout of one check.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(
-            self.timeout_seconds
-                .as_ref()
-                .map_or(DEFAULT_TIMEOUT_SECONDS, |t| *t.get_ref()),
-        )
-    }
-
-    /// The container runtime check.
-    pub fn runtime(&self) -> Result<Runtime, Invalid> {
-        let Some(r) = &self.container_runtime else {
-            return Ok(Runtime::Auto);
-        };
-        match r.get_ref().as_str() {
-            "auto" => Ok(Runtime::Auto),
-            "podman" => Ok(Runtime::Podman),
-            "none" => Ok(Runtime::None),
-            other => Err(Invalid::at(
-                r,
-                format!("[health] container_runtime {other:?}: expected auto, podman or none"),
-            )),
-        }
-    }
-}
-
-/// Required or wanted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// Failure means the deployment is bad.
-    Required,
-    /// Failure is a warning.
-    Wanted,
-}
-
-impl Kind {
-    fn dir(self) -> &'static str {
-        match self {
-            Kind::Required => "required",
-            Kind::Wanted => "wanted",
-        }
-    }
-}
-
-/// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckResult {
-    /// File name, or `builtin:NAME`.
-    pub name: String,
-    /// Required or wanted.
-    pub kind: Kind,
-    /// Whether it passed.
-    pub ok: bool,
-    /// `passed`, `exit status 1`, `timed out after 120 s`, …
-    pub outcome: String,
-    /// The end of its output.
-    pub output: String,
-    /// Milliseconds it took.
-    pub millis: u64,
-}
-
-/// What one `cairn health run` found and did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthReport {
-    /// When, seconds since the epoch.
-    pub at: u64,
-    /// The deployment checked.
-    pub release: Release,
-    /// Every check.
-    pub checks: Vec<CheckResult>,
-    /// Whether all required checks passed.
-    pub healthy: bool,
-    /// Names of failed wanted checks.
-    pub warnings: Vec<String>,
-    /// What happened: marked good, rolled back, …
-    pub action: String,
-}
-
-/// What `/var/lib/cairn/health.json` holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthState {
-    /// Commits that passed their required checks on this host (newest last, at most 16).
-    pub known_good: Vec<String>,
-    /// The last report.
-    pub last: Option<HealthReport>,
-}
-
-/// The health state of the host whose `/var` is `var`.
-pub fn load_state(var: &Path) -> HealthState {
-    state::load_json(var, FILE).unwrap_or_default()
-}
-
-/// Where checks are found for a tree rooted at `tree` with its `/etc` at `etc`.
-pub fn check_dirs(tree: &Path, etc: &Path, kind: Kind) -> [PathBuf; 2] {
-    [
-        tree.join("usr/lib/cairn/health.d").join(kind.dir()),
-        etc.join("cairn/health.d").join(kind.dir()),
-    ]
-}
-
-/// The check programs of one kind, by name; `/etc` entries replace `/usr/lib` ones of the same
-/// name; non-executable or empty files disable a check.
-pub fn discover(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
-    use std::collections::BTreeMap;
-    use std::os::unix::fs::PermissionsExt;
-    let mut found: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = e.path();
-            let usable = std::fs::metadata(&path)
-                .is_ok_and(|m| m.is_file() && m.len() > 0 && m.permissions().mode() & 0o111 != 0);
-            found.insert(name, usable.then_some(path));
-        }
-    }
-    found
-        .into_iter()
-        .filter_map(|(n, p)| p.map(|p| (n, p)))
-        .collect()
-}
-
-/// Runs the scripts of both kinds from `dirs_of(kind)`, each with `timeout`.
-pub fn run_scripts(dirs_of: impl Fn(Kind) -> Vec<PathBuf>, timeout: Duration) -> Vec<CheckResult> {
-    let mut out = Vec::new();
-    for kind in [Kind::Required, Kind::Wanted] {
-        for (name, path) in discover(&dirs_of(kind)) {
-            log::debug!("health check {}", path.display());
-            let f = runner::run(&path, &[], timeout);
-            out.push(result(name, kind, f, timeout));
-        }
-    }
-    out
-}
-
-fn result(name: String, kind: Kind, f: runner::Finished, timeout: Duration) -> CheckResult {
-    let (ok, outcome) = match &f.ending {
-        runner::Ending::Passed => (true, "passed".to_string()),
-        runner::Ending::Failed(Some(c)) => (false, format!("exit status {c}")),
-        runner::Ending::Failed(None) => (false, "killed by a signal".to_string()),
-        runner::Ending::TimedOut => (false, format!("timed out after {} s", timeout.as_secs())),
-        runner::Ending::NotRun(e) => (false, e.clone()),
-    };
-    CheckResult {
-        name,
-        kind,
-        ok,
-        outcome,
-        output: f.output,
-        millis: u64::try_from(f.duration.as_millis()).unwrap_or(u64::MAX),
-    }
-}
-
-/// The built-in checks, on the running system only.
-fn builtin_checks(config: &Config, tree: &Path) -> Result<Vec<CheckResult>> {
-    let mut out = Vec::new();
-    let timeout = config.health.timeout();
-    let runtime = config
-        .health
-        .runtime()
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-    let podman = match runtime {
-        Runtime::None => false,
-        Runtime::Podman => true,
-        Runtime::Auto => tree.join("usr/bin/podman").exists(),
-    };
-    if podman {
-        let f = runner::run(
-            Path::new("podman"),
-            &["info", "--format", "{{.Host.OCIRuntime.Name}}"],
-            timeout,
-        );
-        out.push(result(
-            "builtin:container-runtime".into(),
-            Kind::Required,
-            f,
-            timeout,
-        ));
-    }
-    let mut failed_units = Vec::new();
-    for u in &config.health.units {
-        let f = runner::run(
-            Path::new("systemctl"),
-            &["is-failed", "--quiet", u.get_ref()],
-            timeout,
-        );
-        // `is-failed` exits 0 when the unit *is* failed.
-        if f.ending == runner::Ending::Passed {
-            failed_units.push(u.get_ref().clone());
-        }
-    }
-    if !config.health.units.is_empty() {
-        out.push(CheckResult {
-            name: "builtin:units".into(),
-            kind: Kind::Required,
-            ok: failed_units.is_empty(),
-            outcome: if failed_units.is_empty() {
-                "passed".into()
-            } else {
-                format!("failed units: {}", failed_units.join(", "))
-            },
-            output: String::new(),
-            millis: 0,
-        });
-    }
-    Ok(out)
-}
-
-/// What `cairn health run` did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Required checks passed; the boot is marked good.
-    Healthy {
-        /// The report.
-        report: HealthReport,
-    },
-    /// A required check failed on a new version: recorded, rolled back, (rebooting).
-    RolledBack {
-        /// The report.
-        report: HealthReport,
-        /// What boots next now.
-        to: Release,
-        /// Whether a reboot was started.
-        rebooting: bool,
-    },
-    /// A required check failed, and rolling back is not possible or not safe.
-    Unhealthy {
-        /// The report.
-        report: HealthReport,
-    },
-}
 
 /// The deployment whose health is checked: the booted one, or (a sysroot that is not booted:
 /// tests, images) the default one.
@@ -334,205 +60,35 @@ fn current(host: &Host) -> Option<DeploymentInfo> {
         .or_else(|| own.into_iter().next())
 }
 
-/// `cairn health run`: notice a GRUB fallback, run the checks, then mark the boot good or roll
-/// back (and reboot when `reboot` and the host is booted).
+/// `cairn health run`: notice a GRUB fallback, run the checks, judge them, then act on the
+/// verdict: mark the boot good, or record the version and roll back (and reboot when `reboot`
+/// and the host is booted), or report it unhealthy.
 #[context("Checking the health of stateroot {}", host.osname())]
-pub fn run(host: &Host, config: &Config, wait: bool, reboot: bool) -> Result<Outcome> {
-    let var = host.var_dir();
+pub fn run(host: &Host, settings: &HealthSettings, wait: bool, reboot: bool) -> Result<Outcome> {
     let grubenv = bootcount::path(host.path());
     handle_fallback(host, &grubenv, wait)?;
     let cur = current(host).context("the stateroot has no deployment")?;
-    let release = Release::from(&cur);
-    let etc = host.etc_dir().unwrap_or_else(|| cur.path.join("etc"));
-    let tree = if host.is_booted() {
-        PathBuf::from("/")
-    } else {
-        cur.path.clone()
-    };
-    let mut checks = run_scripts(
-        |k| check_dirs(&tree, &etc, k).to_vec(),
-        config.health.timeout(),
-    );
-    if host.is_booted() {
-        checks.extend(builtin_checks(config, &tree)?);
-    }
-    for c in checks.iter().filter(|c| !c.ok) {
-        let msg = format!(
-            "{} health check {} failed: {}{}",
-            match c.kind {
-                Kind::Required => "required",
-                Kind::Wanted => "wanted",
-            },
-            c.name,
-            c.outcome,
-            if c.output.is_empty() {
-                String::new()
-            } else {
-                format!(" — {}", c.output.lines().last().unwrap_or_default())
-            }
-        );
-        match c.kind {
-            Kind::Required => log::error!("{msg}"),
-            Kind::Wanted => log::warn!("{msg}"),
-        }
-    }
-    let healthy = checks.iter().all(|c| c.ok || c.kind == Kind::Wanted);
-    let warnings: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok && c.kind == Kind::Wanted)
-        .map(|c| c.name.clone())
-        .collect();
-    let mut st = load_state(&var);
-    let mut report = HealthReport {
+    let checks = run_checks(host, settings, &cur);
+    let state = load_state(&host.var_dir());
+    let verdict = judge(host, &state, &cur, &checks);
+    let report = HealthReport {
         at: state::now(),
-        release: release.clone(),
+        release: Release::from(&cur),
+        healthy: matches!(verdict, Verdict::Healthy),
+        warnings: checks
+            .iter()
+            .filter(|c| !c.ok && c.kind == Kind::Wanted)
+            .map(|c| c.name.clone())
+            .collect(),
         checks,
-        healthy,
-        warnings,
         action: String::new(),
     };
-    if healthy {
-        st.known_good.retain(|c| c != &cur.commit);
-        st.known_good.push(cur.commit.clone());
-        let excess = st.known_good.len().saturating_sub(16);
-        st.known_good.drain(..excess);
-        let is_default = host.own_deployments().first().map(|d| &d.commit) == Some(&cur.commit);
-        if is_default && bootcount::clear(&grubenv)? {
-            log::info!(
-                "boot of {} marked good (boot counter cleared)",
-                release.describe()
-            );
-        }
-        forget_failure(&var, &release)?;
-        report.action = format!(
-            "{} is healthy{}",
-            release.describe(),
-            if report.warnings.is_empty() {
-                String::new()
-            } else {
-                format!(" (warnings: {})", report.warnings.join(", "))
-            }
-        );
-        log::info!("{}", report.action);
-        st.last = Some(report.clone());
-        state::save_json(&var, FILE, &st)?;
-        return Ok(Outcome::Healthy { report });
-    }
-    let failed_names: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| !c.ok && c.kind == Kind::Required)
-        .map(|c| c.name.as_str())
-        .collect();
-    let detail = format!("required health checks failed: {}", failed_names.join(", "));
-    let on_trial = !st.known_good.contains(&cur.commit);
-    let failed_list = failed::load(&var);
-    let target = host.own_deployments().into_iter().find(|d| {
-        d.commit != cur.commit && failed::find(&failed_list, &Release::from(d)).is_none()
-    });
-    let outcome = match (on_trial, target) {
-        (true, Some(target)) => {
-            failed::record(&var, &release, Reason::HealthCheck, &detail)?;
-            let to = Release::from(&target);
-            {
-                let lock = host.lock(wait)?;
-                let all = host.deployments();
-                let mut order = vec![target.index];
-                order.extend(all.iter().map(|d| d.index).filter(|&i| i != target.index));
-                host.write_order(&lock, &order)?;
-            }
-            bootcount::clear(&grubenv)?;
-            report.action = format!(
-                "{detail}; {} recorded as failed, rolled back to {}",
-                release.describe(),
-                to.describe()
-            );
-            log::error!("{}", report.action);
-            let rebooting = reboot && host.is_booted();
-            st.last = Some(report.clone());
-            state::save_json(&var, FILE, &st)?;
-            if rebooting {
-                crate::deploy::reboot(host)?;
-            }
-            return Ok(Outcome::RolledBack {
-                report,
-                to,
-                rebooting,
-            });
-        }
-        (true, None) => {
-            failed::record(&var, &release, Reason::HealthCheck, &detail)?;
-            format!("{detail}; no other deployment to roll back to")
-        }
-        (false, _) => format!(
-            "{detail}; {} passed its checks before, so it is not rolled back from automatically",
-            release.describe()
-        ),
-    };
-    report.action = outcome;
-    log::error!("{}", report.action);
-    st.last = Some(report.clone());
-    state::save_json(&var, FILE, &st)?;
-    Ok(Outcome::Unhealthy { report })
-}
-
-/// A release that proved healthy is taken off the failed list (an administrator deployed it
-/// by hand, and it works).
-fn forget_failure(var: &Path, release: &Release) -> Result<()> {
-    let mut list = failed::load(var);
-    let before = list.len();
-    list.retain(|f| f.commit != release.commit);
-    if list.len() != before {
-        state::save_json(var, failed::FILE, &list)?;
-        log::info!(
-            "{} passed its health checks: taken off the failed list",
-            release.describe()
-        );
-    }
-    Ok(())
-}
-
-/// If GRUB ran out of boot attempts for the default deployment and booted another, record the
-/// default as failed and make the booted one the default again.
-fn handle_fallback(host: &Host, grubenv: &Path, wait: bool) -> Result<()> {
-    if bootcount::counter(grubenv)? != Counter::Exhausted {
-        return Ok(());
-    }
-    let own = host.own_deployments();
-    let Some(default) = own.first() else {
-        return Ok(());
-    };
-    let booted = own.iter().find(|d| d.booted);
-    match booted {
-        Some(b) if b.index != default.index => {
-            let bad = Release::from(default);
-            failed::record(
-                &host.var_dir(),
-                &bad,
-                Reason::BootAttempts,
-                "it did not come up within its boot attempts; GRUB booted the previous deployment",
-            )?;
-            let lock = host.lock(wait)?;
-            let all = host.deployments();
-            let mut order = vec![b.index];
-            order.extend(
-                all.iter()
-                    .filter(|d| d.index != b.index && d.index != default.index)
-                    .map(|d| d.index),
-            );
-            host.write_order(&lock, &order)?;
-            log::error!(
-                "GRUB fell back from {} to {} after its boot attempts ran out; {} is the default again",
-                bad.describe(),
-                Release::from(b).describe(),
-                Release::from(b).describe()
-            );
-        }
-        _ => {
-            // Exhausted but the default booted (a manual choice in the menu): nothing failed.
-            log::info!("boot counter exhausted but the default deployment booted");
-        }
-    }
-    bootcount::clear(grubenv)?;
-    Ok(())
+    act(
+        host,
+        &grubenv,
+        state,
+        report,
+        verdict,
+        Rebooting { wait, reboot },
+    )
 }

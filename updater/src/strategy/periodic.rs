@@ -24,8 +24,8 @@ impl Periodic {
                 return Decision::Postpone(format!(
                     "the clock ({}) is earlier than the running release's build time ({}): \
                      not trusting it for maintenance windows",
-                    crate::state::format_time(m.now),
-                    crate::state::format_time(built)
+                    crate::host::state::format_time(m.now),
+                    crate::host::state::format_time(built)
                 ));
             }
         }
@@ -36,7 +36,7 @@ impl Periodic {
             )),
             Some(wait) => Decision::Postpone(format!(
                 "strategy periodic: outside the maintenance windows; the next opens at {} (in {} min)",
-                crate::state::format_time(m.now + wait),
+                crate::host::state::format_time(m.now + wait),
                 wait.div_ceil(60)
             )),
             None => Decision::Postpone("strategy periodic: no maintenance windows".into()),

@@ -6,8 +6,18 @@ use std::fmt;
 use anyhow::{bail, Context, Result};
 use cairn_release::osref::OsRef;
 
-use crate::config::Config;
-use crate::sysroot::Host;
+use crate::host::sysroot::Host;
+
+/// `[source]` of the configuration: what to follow instead of what the origin says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The OSTree remote to pull from instead of the origin's.
+    pub remote: Option<String>,
+    /// Fetch from this URL instead of the remote's configured one.
+    pub url: Option<String>,
+    /// Follow this stream (last component of the ref) instead of the origin's.
+    pub stream: Option<String>,
+}
 
 /// A remote and a ref on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +59,7 @@ impl Source {
 
     /// What the host follows now: the merge deployment's origin, with the configured remote,
     /// URL and stream applied.
-    pub fn for_host(host: &Host, config: &Config) -> Result<Self> {
+    pub fn for_host(host: &Host, overrides: &Overrides) -> Result<Self> {
         let merge = host.merge_deployment().with_context(|| {
             format!(
                 "stateroot {:?} has no deployment to update (deploy one first)",
@@ -63,13 +73,13 @@ impl Source {
             )
         })?;
         let mut source = Source::parse_refspec(&refspec)?;
-        source.apply(config)?;
+        source.apply(overrides)?;
         Ok(source)
     }
 
     /// The source `cairn rebase TARGET` moves to. TARGET is `remote:ref`, a full ref (same
     /// remote), or a bare stream name such as `testing` (same OS, suite and arch).
-    pub fn rebase_target(current: &Source, target: &str, config: &Config) -> Result<Self> {
+    pub fn rebase_target(current: &Source, target: &str, overrides: &Overrides) -> Result<Self> {
         let mut source = if target.contains(':') {
             Source::parse_refspec(target)?
         } else if target.contains('/') {
@@ -96,19 +106,19 @@ impl Source {
             .ref_
             .parse::<OsRef>()
             .with_context(|| format!("cannot rebase to {target:?}"))?;
-        source.url_override = config.source.url.clone();
+        source.url_override = overrides.url.clone();
         if source.remote == current.remote {
             source.url_override = current.url_override.clone();
         }
         Ok(source)
     }
 
-    fn apply(&mut self, config: &Config) -> Result<()> {
-        if let Some(remote) = &config.source.remote {
+    fn apply(&mut self, overrides: &Overrides) -> Result<()> {
+        if let Some(remote) = &overrides.remote {
             self.remote = remote.clone();
         }
-        self.url_override = config.source.url.clone();
-        if let Some(stream) = &config.source.stream {
+        self.url_override = overrides.url.clone();
+        if let Some(stream) = &overrides.stream {
             let mut r: OsRef = self.ref_.parse().with_context(|| {
                 format!(
                     "the configuration sets stream {stream:?} but the origin ref {:?} is not a Cairn ref",
@@ -146,7 +156,7 @@ mod tests {
     #[test]
     fn rebase_targets() {
         let cur = src("origin:cairn/bookworm/x86_64/stable");
-        let cfg = Config::default();
+        let cfg = Overrides::default();
         let t = Source::rebase_target(&cur, "testing", &cfg).unwrap();
         assert_eq!(t.refspec(), "origin:cairn/bookworm/x86_64/testing");
         let t = Source::rebase_target(&cur, "cairn/trixie/x86_64/stable", &cfg).unwrap();
@@ -159,9 +169,11 @@ mod tests {
     #[test]
     fn configured_stream_replaces_the_origin_stream() {
         let mut s = src("origin:cairn/bookworm/x86_64/stable");
-        let mut cfg = Config::default();
-        cfg.source.stream = Some("testing".into());
-        cfg.source.remote = Some("mirror".into());
+        let cfg = Overrides {
+            stream: Some("testing".into()),
+            remote: Some("mirror".into()),
+            ..Overrides::default()
+        };
         s.apply(&cfg).unwrap();
         assert_eq!(s.refspec(), "mirror:cairn/bookworm/x86_64/testing");
     }

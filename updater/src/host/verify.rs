@@ -17,8 +17,7 @@ use anyhow::{bail, Result};
 use cairn_release::signature::{self, TrustedKeys};
 use fn_error_context::context;
 
-use crate::config::Config;
-use crate::sysroot::Host;
+use crate::host::sysroot::Host;
 
 /// Trusted key directories, relative to a tree's root.
 pub const TRUSTED_DIRS: [&str; 2] = ["etc/cairn/trusted.d", "usr/lib/cairn/trusted.d"];
@@ -44,21 +43,18 @@ pub enum Verdict {
 impl Policy {
     /// Reads the trusted keys of the tree `host` runs and applies the configuration.
     #[context("Reading the trusted signing keys")]
-    pub fn for_host(host: &Host, config: &Config) -> Result<Self> {
+    pub fn for_host(host: &Host, require_signature: Option<bool>) -> Result<Self> {
         let dirs = host
             .tree_root()
             .map(|root| trusted_dirs(&root))
             .unwrap_or_default();
-        Self::from_dirs(&dirs, config)
+        Self::from_dirs(&dirs, require_signature)
     }
 
     /// Reads the keys of `dirs` and applies the configuration.
-    pub fn from_dirs(dirs: &[PathBuf], config: &Config) -> Result<Self> {
+    pub fn from_dirs(dirs: &[PathBuf], require_signature: Option<bool>) -> Result<Self> {
         let trusted = TrustedKeys::load_dirs(dirs)?;
-        let require_signature = config
-            .verify
-            .require_signature
-            .unwrap_or(!trusted.is_empty());
+        let require_signature = require_signature.unwrap_or(!trusted.is_empty());
         Ok(Policy {
             trusted,
             require_signature,
@@ -117,8 +113,12 @@ impl Policy {
 
 /// Verifies `commit` in the host's repository under the host's policy.
 #[context("Verifying the signature of commit {commit}")]
-pub fn verify_commit(host: &Host, config: &Config, commit: &str) -> Result<Verdict> {
-    Policy::for_host(host, config)?.check(&host.repo(), commit)
+pub fn verify_commit(
+    host: &Host,
+    require_signature: Option<bool>,
+    commit: &str,
+) -> Result<Verdict> {
+    Policy::for_host(host, require_signature)?.check(&host.repo(), commit)
 }
 
 /// The trusted key directories of a tree rooted at `root`.

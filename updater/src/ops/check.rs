@@ -1,16 +1,16 @@
 //! `cairn check`: is there something newer on the followed ref? Fetches commit metadata only,
-//! records the answer for `cairn status` (see [`crate::state`]).
+//! records the answer for `cairn status` (see [`crate::host::state`]).
 
 use anyhow::Result;
 use fn_error_context::context;
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::deploy::{is_older, Release};
-use crate::pull;
-use crate::source::Source;
-use crate::state::{self, LastCheck};
-use crate::sysroot::Host;
+use crate::config::Settings;
+use crate::host::pull;
+use crate::host::source::Source;
+use crate::host::state::{self, LastCheck};
+use crate::host::sysroot::Host;
+use crate::release::{is_older, Release};
 
 /// The answer of a check.
 #[derive(Debug, Clone, Serialize)]
@@ -27,8 +27,8 @@ pub struct CheckResult {
 
 /// Fetches the remote ref's commit metadata and compares it with the default deployment.
 #[context("Checking for updates")]
-pub fn check(host: &Host, config: &Config, wait: bool) -> Result<CheckResult> {
-    let source = Source::for_host(host, config)?;
+pub fn check(host: &Host, settings: &Settings, wait: bool) -> Result<CheckResult> {
+    let source = Source::for_host(host, &settings.source)?;
     let current = host.own_deployments().first().map(Release::from);
     let tip = {
         let _lock = host.lock(wait)?;

@@ -1,43 +1,13 @@
-//! Keeping deployments (`pin`, `unpin`) and dropping them (`cleanup`).
-//!
-//! `cleanup` keeps the booted deployment (on a non-booted sysroot: the default one), every
-//! pinned deployment and other stateroots' deployments; it drops the rest of this stateroot's
+//! `cairn cleanup`: dropping deployments. It keeps the booted deployment (on a non-booted
+//! sysroot: the default one), every pinned deployment and other stateroots' deployments; it drops the rest of this stateroot's
 //! (rollback and pending ones), then removes their files and prunes repository objects that
 //! no ref reaches any more.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use fn_error_context::context;
 use serde::Serialize;
 
-use crate::sysroot::{DeploymentInfo, Host};
-
-/// Pins (`pinned` true) or unpins the deployment at `index`.
-#[context("Changing the pin of deployment {index}")]
-pub fn set_pinned(host: &Host, index: usize, pinned: bool, wait: bool) -> Result<DeploymentInfo> {
-    let lock = host.lock(wait)?;
-    let all = host.deployments();
-    let Some(d) = all.get(index) else {
-        bail!(
-            "there is no deployment {index} (there are {}; see `cairn status`)",
-            all.len()
-        );
-    };
-    if d.staged {
-        bail!("deployment {index} is staged; it can be pinned once it has booted");
-    }
-    if d.pinned == pinned {
-        return Ok(d.clone());
-    }
-    host.set_pinned(&lock, index, pinned)?;
-    host.reload()?;
-    log::info!(
-        "{} deployment {index} ({})",
-        if pinned { "pinned" } else { "unpinned" },
-        crate::deploy::describe(d.version.as_deref(), &d.commit)
-    );
-    let now = host.deployments();
-    Ok(now.get(index).cloned().unwrap_or_else(|| d.clone()))
-}
+use crate::host::sysroot::{DeploymentInfo, Host};
 
 /// What cleanup did.
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +54,7 @@ pub fn cleanup(host: &Host, wait: bool) -> Result<CleanupOutcome> {
         log::info!(
             "removed deployment {} ({})",
             d.index,
-            crate::deploy::describe(d.version.as_deref(), &d.commit)
+            crate::release::describe(d.version.as_deref(), &d.commit)
         );
     }
     log::info!("pruned {objects_pruned} objects, {bytes_freed} bytes");

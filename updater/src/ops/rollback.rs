@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use fn_error_context::context;
 use serde::Serialize;
 
-use crate::deploy::{is_older, Release};
 use crate::failed;
-use crate::sysroot::Host;
+use crate::host::sysroot::Host;
+use crate::release::{is_older, Release};
 
 /// What a rollback did.
 #[derive(Debug, Clone, Serialize)]
@@ -39,9 +39,7 @@ pub fn rollback(host: &Host, wait: bool) -> Result<RollbackOutcome> {
         .iter()
         .find(|d| d.osname == host.osname())
         .context("the stateroot has no deployment")?;
-    let mut order = vec![target.index];
-    order.extend(all.iter().map(|d| d.index).filter(|&i| i != target.index));
-    host.write_order(&lock, &order)?;
+    host.make_default(&lock, target.index)?;
     let outcome = RollbackOutcome {
         from: Release::from(from),
         to: Release::from(target),
@@ -61,13 +59,8 @@ pub fn rollback(host: &Host, wait: bool) -> Result<RollbackOutcome> {
 /// taken off it (the administrator chose it). Failures here are logged, not fatal.
 fn remember(host: &Host, o: &RollbackOutcome) {
     let var = host.var_dir();
-    let mut list = failed::load(&var);
-    let before = list.len();
-    list.retain(|f| f.commit != o.to.commit);
-    if list.len() != before {
-        if let Err(e) = crate::state::save_json(&var, failed::FILE, &list) {
-            log::warn!("{e:#}");
-        }
+    if let Err(e) = failed::forget(&var, &o.to.commit) {
+        log::warn!("{e:#}");
     }
     if o.from.commit != o.to.commit && is_older(&o.to, &o.from) {
         let detail = format!("`cairn rollback` to {}", o.to.describe());

@@ -16,9 +16,9 @@ use cairn_release::metadata::CommitInfo;
 use cairn_release::{gio, history, ostree};
 use fn_error_context::context;
 
-use crate::progress::PullProgress;
-use crate::source::Source;
-use crate::sysroot::Host;
+use crate::host::progress::PullProgress;
+use crate::host::source::Source;
+use crate::host::sysroot::Host;
 
 /// The URL a source is fetched from, for messages.
 pub fn url_of(host: &Host, source: &Source) -> Result<String> {

@@ -21,6 +21,10 @@ use cairn_release::ostree;
 use fn_error_context::context;
 use serde::Serialize;
 
+/// The environment variable libostree reads for the program that writes the GRUB menu
+/// (chosen by [`crate::host::grub`]).
+pub const GRUB_EXEC_ENV: &str = "OSTREE_GRUB2_EXEC";
+
 /// One deployment, as `cairn status` reports it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeploymentInfo {
@@ -84,6 +88,16 @@ pub enum DeployMode {
     Staged,
     /// Written directly into a sysroot that is not booted; the default at once.
     Written,
+}
+
+impl DeployMode {
+    /// Words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DeployMode::Staged => "staged for the next boot (written at shutdown)",
+            DeployMode::Written => "written as the default deployment",
+        }
+    }
 }
 
 /// The kernel arguments for a new deployment.
@@ -153,6 +167,23 @@ impl Host {
         self.sysroot.is_booted()
     }
 
+    /// Whether this sysroot boots with GRUB (libostree's own test).
+    pub fn boots_with_grub(&self) -> bool {
+        self.path.join("boot/grub/grub.cfg").exists()
+    }
+
+    /// Warns before a write if the sysroot uses GRUB but no generator is set: libostree would
+    /// then run `grub-mkconfig` (chrooted into the new deployment on a non-booted sysroot).
+    fn warn_if_no_grub_generator(&self) {
+        if self.boots_with_grub() && std::env::var_os(GRUB_EXEC_ENV).is_none() {
+            log::warn!(
+                "no GRUB menu generator ({} is not in the tree and {GRUB_EXEC_ENV} is unset); \
+                 libostree will fall back to grub-mkconfig",
+                cairn_release::tree::GRUB_MENU
+            );
+        }
+    }
+
     /// Takes the sysroot lock. Without `wait`, fails with [`crate::exit::Locked`] if another
     /// process holds it; with `wait`, says so and blocks.
     pub fn lock(&self, wait: bool) -> Result<SysrootLock<'_>> {
@@ -176,7 +207,7 @@ impl Host {
         })
     }
 
-    /// The sysroot's repository (for [`crate::pull`]).
+    /// The sysroot's repository (for [`crate::host::pull`]).
     pub(crate) fn repo(&self) -> ostree::Repo {
         self.sysroot.repo()
     }
@@ -232,7 +263,7 @@ impl Host {
                     serial: d.deployserial(),
                     version: info.as_ref().and_then(|i| i.version.clone()),
                     timestamp,
-                    time: timestamp.map(crate::state::format_time),
+                    time: timestamp.map(crate::host::state::format_time),
                     refspec: origin_refspec(d),
                     booted: is_booted,
                     staged: d.is_staged(),
@@ -304,7 +335,7 @@ impl Host {
         refspec: &str,
         kargs: &Kargs,
     ) -> Result<DeployMode> {
-        crate::grub::warn_if_unset(self);
+        self.warn_if_no_grub_generator();
         let origin = self.sysroot.origin_new_from_refspec(refspec);
         let merge = self.merge_raw();
         let argv: Vec<&str> = match kargs {
@@ -359,7 +390,7 @@ impl Host {
     /// Deployments left out are removed (unless libostree keeps the booted one).
     #[context("Writing the deployment list")]
     pub fn write_order(&self, _lock: &SysrootLock<'_>, order: &[usize]) -> Result<()> {
-        crate::grub::warn_if_unset(self);
+        self.warn_if_no_grub_generator();
         let all = self.sysroot.deployments();
         let list = order
             .iter()
@@ -373,6 +404,21 @@ impl Host {
             .write_deployments(&list, gio::Cancellable::NONE)
             .context("Writing deployments and boot entries")?;
         Ok(())
+    }
+
+    /// Makes the deployment at `index` boot next; the others keep their order.
+    pub fn make_default(&self, lock: &SysrootLock<'_>, index: usize) -> Result<()> {
+        let n = self.sysroot.deployments().len();
+        let mut order = vec![index];
+        order.extend((0..n).filter(|&i| i != index));
+        self.write_order(lock, &order)
+    }
+
+    /// Whether the repository has the commit object `commit`.
+    pub fn has_commit(&self, commit: &str) -> Result<bool> {
+        self.repo()
+            .has_object(ostree::ObjectType::Commit, commit, gio::Cancellable::NONE)
+            .with_context(|| format!("Looking up commit {commit}"))
     }
 
     /// Pins or unpins the deployment at `index`.
@@ -394,7 +440,7 @@ impl Host {
         index: usize,
         kargs: &[String],
     ) -> Result<()> {
-        crate::grub::warn_if_unset(self);
+        self.warn_if_no_grub_generator();
         let d = self.raw(index)?;
         let argv: Vec<&str> = kargs.iter().map(String::as_str).collect();
         self.sysroot

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::agent::AgentRecord;
-use crate::bootcount::{self, Counter};
-use crate::config::Config;
-use crate::deploy::{describe, is_older, Release};
+use crate::config::Settings;
 use crate::failed::FailedVersion;
 use crate::health::HealthReport;
-use crate::state::{self, LastCheck};
-use crate::sysroot::{DeploymentInfo, Host};
+use crate::host::bootcount::{self, Counter};
+use crate::host::state::{self, LastCheck};
+use crate::host::sysroot::{DeploymentInfo, Host};
+use crate::release::{describe, is_older, Release};
 
 /// Everything `cairn status --json` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +38,7 @@ pub struct HostStatus {
 /// The automatic-update part of `cairn status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct AutoStatus {
-    /// The configured strategy, described (or the configuration error).
+    /// The configured strategy, described.
     pub strategy: String,
     /// The agent's last run.
     pub agent: Option<AgentRecord>,
@@ -51,7 +51,7 @@ pub struct AutoStatus {
 }
 
 /// Collects the host's status (reads only; takes no lock).
-pub fn collect(host: &Host, config: &Config) -> HostStatus {
+pub fn collect(host: &Host, settings: &Settings) -> HostStatus {
     let deployments = host.deployments();
     let last_check = state::load_last_check(&host.var_dir());
     let default = deployments.iter().find(|d| d.osname == host.osname());
@@ -70,10 +70,7 @@ pub fn collect(host: &Host, config: &Config) -> HostStatus {
     };
     let var = host.var_dir();
     let automatic = AutoStatus {
-        strategy: config
-            .update
-            .strategy()
-            .map_or_else(|e| format!("invalid: {}", e.message), |s| s.describe()),
+        strategy: settings.strategy.describe(),
         agent: state::load_json(&var, crate::agent::FILE),
         health: crate::health::load_state(&var).last,
         boot_counter: bootcount::counter(&bootcount::path(host.path())).ok(),
@@ -166,7 +163,7 @@ pub fn render(s: &HostStatus) -> String {
                 "Newest on {}: {} (checked {}), which failed here: not applied automatically",
                 c.refspec,
                 describe(c.version.as_deref(), &c.commit),
-                crate::state::format_time(c.checked_at)
+                crate::host::state::format_time(c.checked_at)
             );
         }
         Some(c) if s.update_available => {
@@ -175,7 +172,7 @@ pub fn render(s: &HostStatus) -> String {
                 "Update available: {} on {} (checked {}); run `cairn upgrade`",
                 describe(c.version.as_deref(), &c.commit),
                 c.refspec,
-                crate::state::format_time(c.checked_at)
+                crate::host::state::format_time(c.checked_at)
             );
         }
         Some(c) => {
@@ -183,7 +180,7 @@ pub fn render(s: &HostStatus) -> String {
                 out,
                 "No newer release known on {} (checked {})",
                 c.refspec,
-                crate::state::format_time(c.checked_at)
+                crate::host::state::format_time(c.checked_at)
             );
         }
         None => {
@@ -201,7 +198,7 @@ fn render_auto(out: &mut String, a: &AutoStatus) {
             let _ = writeln!(
                 out,
                 "  last run {} ({}): {}",
-                crate::state::format_time(r.ran_at),
+                crate::host::state::format_time(r.ran_at),
                 r.state,
                 r.message
             );
@@ -222,7 +219,7 @@ fn render_auto(out: &mut String, a: &AutoStatus) {
                 out,
                 "Health ({}, {}): {}",
                 h.release.describe(),
-                crate::state::format_time(h.at),
+                crate::host::state::format_time(h.at),
                 h.action
             );
             for c in h.checks.iter().filter(|c| !c.ok) {
@@ -264,7 +261,7 @@ fn render_auto(out: &mut String, a: &AutoStatus) {
             describe(f.version.as_deref(), &f.commit),
             f.reason.describe(),
             f.detail,
-            crate::state::format_time(f.at)
+            crate::host::state::format_time(f.at)
         );
     }
 }

@@ -1,4 +1,5 @@
-//! Which program writes the GRUB menu when libostree writes deployments.
+//! Which program writes the GRUB menu when libostree writes deployments. The sysroot
+//! ([`crate::host::sysroot`]) only warns when none is set; choosing one is here.
 //!
 //! Debian's libostree regenerates the menu whenever `/boot/grub/grub.cfg` exists, by running
 //! `$OSTREE_GRUB2_EXEC -o /boot/loader.N/grub.cfg` (or `grub-mkconfig`, chrooted into the new
@@ -12,32 +13,19 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
-use crate::sysroot::Host;
+use cairn_release::tree::GRUB_MENU as GENERATOR;
 
-/// The environment variable libostree reads.
-pub const ENV: &str = "OSTREE_GRUB2_EXEC";
-/// Where Cairn trees carry the generator.
-pub const GENERATOR: &str = "/usr/lib/cairn/grub-menu";
-
-/// Whether this sysroot boots with GRUB (libostree's own test).
-pub fn uses_grub(host: &Host) -> bool {
-    host.path().join("boot/grub/grub.cfg").exists()
-}
+use crate::host::sysroot::{Host, GRUB_EXEC_ENV as ENV};
 
 /// Exports [`ENV`] for libostree, unless it is already set: the configured generator or
 /// [`GENERATOR`], both resolved inside the tree the host runs (the booted root, or the
 /// stateroot's default deployment for `--sysroot`). Returns the generator in effect.
-pub fn configure(host: &Host, config: &Config) -> Option<PathBuf> {
+pub fn configure(host: &Host, configured: Option<&Path>) -> Option<PathBuf> {
     if let Some(set) = std::env::var_os(ENV) {
         log::debug!("{ENV} is set to {}", Path::new(&set).display());
         return Some(PathBuf::from(set));
     }
-    let wanted = config
-        .bootloader
-        .grub_generator
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(GENERATOR));
+    let wanted = configured.map_or_else(|| PathBuf::from(GENERATOR), Path::to_path_buf);
     let resolved = if host.path() == Path::new("/") {
         Some(wanted.clone())
     } else {
@@ -60,16 +48,5 @@ pub fn configure(host: &Host, config: &Config) -> Option<PathBuf> {
             );
             None
         }
-    }
-}
-
-/// Warns before a write if the sysroot uses GRUB but no generator is set: libostree would then
-/// run `grub-mkconfig` (chrooted into the new deployment on a non-booted sysroot).
-pub fn warn_if_unset(host: &Host) {
-    if uses_grub(host) && std::env::var_os(ENV).is_none() {
-        log::warn!(
-            "no GRUB menu generator ({GENERATOR} is not in the tree and {ENV} is unset); \
-             libostree will fall back to grub-mkconfig"
-        );
     }
 }

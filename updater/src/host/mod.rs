@@ -1,0 +1,23 @@
+//! Host plumbing: the sysroot and everything that reads or writes the host's disks and
+//! remotes on behalf of the operations. Nothing here decides *whether* to change the host;
+//! that is [`crate::ops`] (by hand) and the automation ([`crate::agent`], [`crate::health`]).
+//!
+//! [`sysroot`] is the only module that holds libostree deployments and converts them into plain
+//! [`sysroot::DeploymentInfo`] values; [`pull`] talks to remotes (with [`progress`]);
+//! [`source`] says what a host follows; [`verify`] decides which commits are accepted
+//! (signatures); [`grub`] chooses the GRUB menu generator and [`bootcount`] lets GRUB count boot
+//! attempts; [`kargs`] edits kernel argument lists; [`import`] writes a checked bundle into the
+//! repository; [`state`] keeps the small JSON files under
+//! `/var/lib/cairn`; [`reboot`] restarts the machine.
+
+pub mod bootcount;
+pub mod grub;
+pub mod import;
+pub mod kargs;
+pub mod progress;
+pub mod pull;
+pub mod reboot;
+pub mod source;
+pub mod state;
+pub mod sysroot;
+pub mod verify;
