@@ -438,6 +438,21 @@ max_lost = 3
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/config.example.toml"
+        ));
+        let s = Settings::load(path).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:3333");
+        assert_eq!(
+            s.groups["default"].reboot_timeout,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(s.groups["workers"].slots, 3);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
