@@ -139,8 +139,22 @@ impl Settings {
                 ),
             )
         })?;
+        let at_most = |s: &Spanned<String>, what: &str, max: Duration| -> Result<Duration> {
+            let d = duration(s).map_err(|e| bad(s.span(), format!("{what}: {e}")))?;
+            if d > max {
+                return Err(bad(
+                    s.span(),
+                    format!(
+                        "{what} = {:?} is more than the {}s allowed",
+                        s.get_ref(),
+                        max.as_secs()
+                    ),
+                ));
+            }
+            Ok(d)
+        };
         let request_timeout = match &input.request_timeout {
-            Some(s) => duration(s).map_err(|e| bad(s.span(), format!("request_timeout: {e}")))?,
+            Some(s) => at_most(s, "request_timeout", Duration::from_secs(300))?,
             None => DEFAULT_REQUEST_TIMEOUT,
         };
         let max_body = match &input.max_body {
@@ -179,7 +193,7 @@ impl Settings {
             None => DEFAULT_PREFIX.to_string(),
         };
         let etcd_timeout = match &etcd_in.timeout {
-            Some(s) => duration(s).map_err(|e| bad(s.span(), format!("etcd.timeout: {e}")))?,
+            Some(s) => at_most(s, "etcd.timeout", Duration::from_secs(60))?,
             None => DEFAULT_ETCD_TIMEOUT,
         };
 
@@ -433,6 +447,11 @@ max_lost = 3
         assert!(e.starts_with("f.toml:3:13: etcd.endpoints is empty"), "{e}");
         let e = err("listen = \"127.0.0.1:1\"\n[etcd]\nendpoints = [\"http://a:1\"]\n");
         assert!(e.starts_with("f.toml: no [groups.NAME] table"), "{e}");
+        let e = err(&GOOD.replace("[etcd]", "request_timeout = \"1h\"\n[etcd]"));
+        assert!(
+            e.starts_with("f.toml:3:19: request_timeout = \"1h\" is more"),
+            "{e}"
+        );
         let e = err("listen = \n");
         assert!(e.starts_with("f.toml:1:"), "{e}");
     }
@@ -450,6 +469,21 @@ max_lost = 3
             Duration::from_secs(1800)
         );
         assert_eq!(s.groups["workers"].slots, 3);
+    }
+
+    #[test]
+    fn the_file_is_read_again_when_it_changes_and_a_broken_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let w = Watched::new(&path, Settings::load(&path).unwrap());
+        assert_eq!(w.current().groups["default"].slots, 2);
+        std::fs::write(&path, GOOD.replace("slots = 2", "slots = 5")).unwrap();
+        assert_eq!(w.current().groups["default"].slots, 5);
+        std::fs::write(&path, GOOD.replace("slots = 2", "slots = 0")).unwrap();
+        assert_eq!(w.current().groups["default"].slots, 5);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(w.current().groups["default"].slots, 5);
     }
 
     #[test]

@@ -191,6 +191,11 @@ pub struct Coordinator {
     prefix: String,
 }
 
+/// `unix` as an RFC 3339 time, for messages.
+pub fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -312,9 +317,9 @@ impl Coordinator {
         let mut ops = Vec::new();
         for (id, r) in snap.newly_lost() {
             log::warn!(
-                "group {group}: host {id} was granted a slot at {} and did not report steady \
-                 state before its lease expired; counting it lost",
-                r.since
+                "group {group}: host {id} took a slot at {} and did not report steady state \
+                 before its lease expired; counting it lost",
+                rfc3339(r.since)
             );
             ops.push(Op::Delete {
                 key: self.key(group, "rebooting", id),
@@ -373,8 +378,12 @@ impl Coordinator {
                 Self::backoff(attempt).await;
             }
             let snap = self.snapshot(group).await?;
-            if snap.slots.contains_key(id) {
-                return Ok(PreReboot::Granted { already: true });
+            if let Some(h) = snap.slots.get(id) {
+                // On our own lease, the slot is the one this request wrote: an earlier
+                // attempt's transaction was applied although its answer was lost (a member
+                // timed out and the next one was asked). Then the lease must be kept.
+                let ours = lease.is_some_and(|l| l == h.lease);
+                return Ok(PreReboot::Granted { already: !ours });
             }
             let mut ops = self.record_lost(group, &snap);
             let lost = snap.lost_count();

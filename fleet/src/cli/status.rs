@@ -1,7 +1,5 @@
 //! `cairn-fleet status`.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -17,7 +15,7 @@ struct Status {
 }
 
 fn when(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+    crate::coordinator::rfc3339(unix)
 }
 
 /// Prints every configured group's state.
