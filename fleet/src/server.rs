@@ -37,7 +37,8 @@ pub struct Listening {
     pub etcd: Vec<String>,
 }
 
-/// Serves FleetLock until SIGINT or SIGTERM; `ready` is called once the socket is bound.
+/// Serves FleetLock until SIGINT or SIGTERM, then lets requests in flight finish; `ready` is
+/// called once the socket is bound.
 pub async fn serve(
     config_path: &Path,
     settings: Settings,
@@ -111,7 +112,18 @@ pub async fn serve(
             }
         });
     }
-    log::info!("stopping: signal received");
+    // Let requests in flight finish (their etcd transactions are atomic either way, but the
+    // host should hear the answer); idle connections end within the header timeout.
+    drop(listener);
+    let max = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
+    let grace = (settings.request_timeout + Duration::from_secs(1)).min(Duration::from_secs(15));
+    log::info!("stopping: signal received; waiting up to {grace:?} for requests in flight");
+    if tokio::time::timeout(grace, limit.acquire_many(max))
+        .await
+        .is_err()
+    {
+        log::warn!("stopping with connections still open after {grace:?}");
+    }
     Ok(())
 }
 
