@@ -1,0 +1,16 @@
+//! cairn-fleet: a FleetLock reboot coordinator for fleets of Cairn (and Zincati) hosts, with
+//! all of its state in etcd v3, so that several copies can serve behind one address.
+//!
+//! - [`protocol`]: the FleetLock messages and their checks; [`token`]: the id alphabet.
+//! - [`coordinator`]: the decisions and the etcd key layout; [`etcd`]: the v3 JSON gateway.
+//! - [`server`]: the HTTP server; [`cli`]: the commands; [`config`]: the configuration.
+
+pub mod cli;
+pub mod config;
+pub mod coordinator;
+pub mod etcd;
+pub mod logging;
+pub mod position;
+pub mod protocol;
+pub mod server;
+pub mod token;
