@@ -1,4 +1,4 @@
-//! The contract between Cairn's composer and updater (see `shared/DESIGN.md`, "Contracts").
+//! The contract between Cairn's composer and updater (see `ARCHITECTURE.md`, "Contracts").
 //!
 //! What lives here is what both sides must agree on: how refs are spelled, how versions are
 //! numbered and ordered, which commit metadata keys carry what, and how commits are signed. It also re-exports the
@@ -10,6 +10,7 @@ pub mod history;
 pub mod metadata;
 pub mod osref;
 pub mod signature;
+pub mod toml_file;
 pub mod version;
 
 pub use gio;

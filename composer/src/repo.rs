@@ -1,0 +1,55 @@
+//! Opening the archive repository a command works on: one place that says which path was
+//! meant and what to do when it is not a repository.
+//!
+//! Only `cairn-compose tree` creates a repository; every other command refuses a path that is
+//! not one, so that a mistyped `--repo` cannot leave an empty repository behind.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use cairn_release::gio;
+use cairn_release::ostree;
+
+/// Opens the existing OSTree repository at `path`.
+pub fn open_repo(path: &Path) -> Result<ostree::Repo> {
+    if !path.join("config").is_file() {
+        bail!(
+            "{}: not an OSTree repository (no {} file); check --repo, or compose into it first \
+             with `cairn-compose tree`",
+            path.display(),
+            path.join("config").display()
+        );
+    }
+    let repo = ostree::Repo::new(&gio::File::for_path(path));
+    repo.open(gio::Cancellable::NONE)
+        .with_context(|| format!("Opening OSTree repository {}", path.display()))?;
+    Ok(repo)
+}
+
+/// Opens the archive repository at `path`, creating it if it does not exist (`tree` only).
+pub fn open_or_create(path: &Path) -> Result<ostree::Repo> {
+    if path.join("config").exists() {
+        return open_repo(path);
+    }
+    std::fs::create_dir_all(path).with_context(|| format!("Creating {}", path.display()))?;
+    let repo = ostree::Repo::new(&gio::File::for_path(path));
+    repo.create(ostree::RepoMode::Archive, gio::Cancellable::NONE)
+        .with_context(|| format!("Creating OSTree repository {}", path.display()))?;
+    Ok(repo)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    // The refusal of a missing one is tested where a typo hurts most: `prune` (prune.rs).
+    #[test]
+    fn a_created_repository_opens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        open_or_create(&path).unwrap();
+        open_repo(&path).unwrap();
+        open_or_create(&path).unwrap();
+    }
+}
