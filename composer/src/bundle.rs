@@ -51,9 +51,7 @@ pub struct Written {
 #[context("Writing bundle {}", opts.output.display())]
 pub fn write(opts: &BundleOptions) -> Result<Written> {
     let key = opts.sign_key.as_deref().map(SecretKey::load).transpose()?;
-    let repo = ostree::Repo::new(&gio::File::for_path(&opts.repo));
-    repo.open(gio::Cancellable::NONE)
-        .with_context(|| format!("Opening repository {}", opts.repo.display()))?;
+    let repo = crate::repo::open_repo(&opts.repo)?;
     let to = find_revision(&repo, opts.osref.as_deref(), &opts.to)?;
     let from = opts
         .from
@@ -156,7 +154,7 @@ mod tests {
     fn bundle_roundtrip_and_tampering() {
         let dir = tempfile::tempdir().unwrap();
         let repo_path = dir.path().join("repo");
-        let repo = crate::commit::open_or_create(&repo_path).unwrap();
+        let repo = crate::repo::open_or_create(&repo_path).unwrap();
         let tree = dir.path().join("tree");
         std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
         std::fs::write(tree.join("usr/bin/a"), "one\n").unwrap();

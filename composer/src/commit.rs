@@ -13,20 +13,6 @@ use cairn_release::ostree;
 use cairn_release::ostree::prelude::*;
 use cairn_release::signature::{self, SecretKey};
 
-/// Opens the archive repository at `path`, creating it if it does not exist.
-pub fn open_or_create(path: &Path) -> Result<ostree::Repo> {
-    let repo = ostree::Repo::new(&gio::File::for_path(path));
-    if path.join("config").exists() {
-        repo.open(gio::Cancellable::NONE)
-            .with_context(|| format!("Opening OSTree repository {}", path.display()))?;
-    } else {
-        std::fs::create_dir_all(path).with_context(|| format!("Creating {}", path.display()))?;
-        repo.create(ostree::RepoMode::Archive, gio::Cancellable::NONE)
-            .with_context(|| format!("Creating OSTree repository {}", path.display()))?;
-    }
-    Ok(repo)
-}
-
 /// What to commit.
 pub struct CommitRequest<'a> {
     /// The tree.

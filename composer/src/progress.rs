@@ -37,6 +37,11 @@ impl Progress {
         self.steps
             .borrow_mut()
             .push((what.to_string(), Instant::now()));
+        if crate::logging::to_journal() {
+            // The journal stamps each record; a spinner has no terminal to draw on.
+            crate::logging::message(what);
+            return;
+        }
         let line = format!("[{:>5.1}s] {what}", self.start.elapsed().as_secs_f64());
         match &self.bar {
             Some(bar) => {

@@ -62,7 +62,7 @@ pub fn prune(opts: &PruneOptions) -> Result<Pruned> {
     if opts.keep == 0 {
         bail!("--keep must be at least 1: a ref's newest commit is always kept");
     }
-    let repo = commit::open_or_create(&opts.repo)?;
+    let repo = crate::repo::open_repo(&opts.repo)?;
     let refs = repo
         .list_refs(None, gio::Cancellable::NONE)
         .context("Listing refs")?;
@@ -138,4 +138,27 @@ pub fn prune(opts: &PruneOptions) -> Result<Pruned> {
         bytes_freed,
         deltas_removed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_mistyped_repository_is_refused_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = dir.path().join("biuld/repo");
+        let err = prune(&PruneOptions {
+            repo: typo.clone(),
+            keep: 1,
+            osref: None,
+            keep_versions: Vec::new(),
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(&typo.display().to_string()), "{msg}");
+        assert!(msg.contains("not an OSTree repository"), "{msg}");
+        assert!(!typo.exists(), "prune must not create a repository");
+    }
 }

@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use cairn_release::gio;
 use cairn_release::history::find_revision;
 use cairn_release::signature::{self, SecretKey};
-use cairn_release::{gio, ostree};
 use fn_error_context::context;
 use serde::Serialize;
 
@@ -65,9 +65,7 @@ pub struct Signed {
 /// Signs revision `rev` (a version, commit or ref) of the repository at `repo_path`.
 #[context("Signing {rev:?} in {}", repo_path.display())]
 pub fn sign(repo_path: &Path, rev: &str, with: &SignWith) -> Result<Signed> {
-    let repo = ostree::Repo::new(&gio::File::for_path(repo_path));
-    repo.open(gio::Cancellable::NONE)
-        .with_context(|| format!("Opening repository {}", repo_path.display()))?;
+    let repo = crate::repo::open_repo(repo_path)?;
     let found = find_revision(&repo, None, rev)?;
     let kind = match with {
         SignWith::Ed25519(key) => {
@@ -97,12 +95,12 @@ pub fn sign(repo_path: &Path, rev: &str, with: &SignWith) -> Result<Signed> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use cairn_release::glib;
     use cairn_release::signature::{verify_commit, PublicKey, TrustedKeys};
+    use cairn_release::{glib, ostree};
 
     /// A repository with one tiny commit on `r`.
     fn repo_with_commit(dir: &Path) -> (ostree::Repo, String) {
-        let repo = crate::commit::open_or_create(&dir.join("repo")).unwrap();
+        let repo = crate::repo::open_or_create(&dir.join("repo")).unwrap();
         let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
         std::fs::write(tree.join("usr/bin/x"), "x\n").unwrap();
@@ -145,7 +143,7 @@ mod tests {
         .unwrap();
         assert_eq!(signed.commit, commit);
         // The repository object is re-read: open it again.
-        let repo = crate::commit::open_or_create(&dir.path().join("repo")).unwrap();
+        let repo = crate::repo::open_or_create(&dir.path().join("repo")).unwrap();
         verify_commit(&repo, &commit, &trusted).unwrap();
         // A second key adds a second signature; both verify.
         let second = keygen(&dir.path().join("k2")).unwrap();
@@ -175,7 +173,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pair = keygen(&dir.path().join("k")).unwrap();
         let key = SecretKey::load(&pair.secret).unwrap();
-        let repo = crate::commit::open_or_create(&dir.path().join("repo")).unwrap();
+        let repo = crate::repo::open_or_create(&dir.path().join("repo")).unwrap();
         let tree = dir.path().join("tree");
         std::fs::create_dir_all(tree.join("usr")).unwrap();
         let commit = crate::commit::commit(
@@ -254,7 +252,7 @@ mod tests {
             .output()
             .unwrap();
         std::fs::write(keyring.join("cairn.gpg"), export.stdout).unwrap();
-        let repo2 = crate::commit::open_or_create(&dir.path().join("repo")).unwrap();
+        let repo2 = crate::repo::open_or_create(&dir.path().join("repo")).unwrap();
         repo2
             .verify_commit(
                 &commit,

@@ -2,7 +2,7 @@
 //!
 //! libostree's own `write_directory_to_mtree` streams every file of an archive repository
 //! through zlib before it learns the file's checksum, so re-committing a tree that is 99%
-//! identical to the last version costs as much as the first commit (DESIGN.md measured 33 s of
+//! identical to the last version costs as much as the first commit (`ARCHITECTURE.md`: 33 s of
 //! 37 s). Here each file's object checksum is computed first (`ostree_checksum_file_at`, the
 //! library's own definition of a content object: sha256 over the file header and content);
 //! only objects the repository does not have are written. A recompose then pays hashing for

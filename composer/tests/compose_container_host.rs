@@ -78,12 +78,21 @@ fn container_host_manifest_composes_a_bootable_container_host() {
         "/usr/bin/conmon",
         "/usr/bin/cairn",
         "/usr/lib/cairn/grub-menu",
+        "/usr/share/man/man8/cairn.8",
+        "/usr/share/man/man8/cairn-upgrade.8",
+        "/usr/share/man/man5/cairn-config.5",
+        "/usr/share/bash-completion/completions/cairn",
+        "/usr/share/zsh/vendor-completions/_cairn",
     ] {
         assert!(
             ostree_ls(&repo, commit, binary).is_some(),
             "{binary} is missing"
         );
     }
+    assert!(
+        ostree_ls(&repo, commit, "/usr/share/man/man1/podman.1.gz").is_none(),
+        "packages' man pages are removed, Cairn's kept"
+    );
     assert_eq!(
         ostree_cat(&repo, commit, "/usr/etc/machine-id").unwrap(),
         "",

@@ -12,6 +12,7 @@ pub mod history;
 pub mod metadata;
 pub mod osref;
 pub mod signature;
+pub mod toml_file;
 pub mod tree;
 pub mod version;
 

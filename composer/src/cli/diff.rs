@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cairn_release::gio;
 use cairn_release::history::find_revision;
-use cairn_release::ostree;
 use clap::Args;
 
 use crate::history;
@@ -30,9 +28,7 @@ pub struct DiffArgs {
 
 /// Runs the diff.
 pub fn run(a: DiffArgs) -> Result<()> {
-    let repo = ostree::Repo::new(&gio::File::for_path(&a.repo));
-    repo.open(gio::Cancellable::NONE)
-        .map_err(|e| anyhow::anyhow!("Opening repository {}: {e}", a.repo.display()))?;
+    let repo = crate::repo::open_repo(&a.repo)?;
     let from = find_revision(&repo, a.osref.as_deref(), &a.rev_a)?;
     let to = find_revision(&repo, a.osref.as_deref(), &a.rev_b)?;
     let d = history::diff(&repo, &from, &to)?;

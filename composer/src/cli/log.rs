@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use cairn_release::gio;
 use cairn_release::history::ref_history;
-use cairn_release::ostree;
 use clap::Args;
 use serde::Serialize;
 
@@ -41,9 +39,7 @@ struct Entry {
 
 /// Prints the log.
 pub fn run(a: LogArgs) -> Result<()> {
-    let repo = ostree::Repo::new(&gio::File::for_path(&a.repo));
-    repo.open(gio::Cancellable::NONE)
-        .map_err(|e| anyhow::anyhow!("Opening repository {}: {e}", a.repo.display()))?;
+    let repo = crate::repo::open_repo(&a.repo)?;
     let history = ref_history(&repo, &a.osref)?;
     if history.is_empty() {
         bail!("ref {} does not exist in {}", a.osref, a.repo.display());

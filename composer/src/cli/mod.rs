@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 /// Composes Debian package manifests into versioned OSTree commits.
 #[derive(Debug, Parser)]
-#[command(name = "cairn-compose", version, about)]
+#[command(name = "cairn-compose", version, about, after_help = crate::exit::HELP)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -3,7 +3,7 @@
 //! the recipe's per-host files.
 //!
 //! This drives the `ostree` CLI (the same code paths a person would use by hand, and whose
-//! behaviour DESIGN.md measured), not the sysroot API: the image builder writes a fresh
+//! behaviour `ARCHITECTURE.md` records), not the sysroot API: the image builder writes a fresh
 //! sysroot once and has no deployment list to preserve.
 
 use std::fs;

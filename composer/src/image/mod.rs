@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use cairn_release::history::{ref_history, resolve};
 use cairn_release::metadata::CommitInfo;
 use cairn_release::osref::OsRef;
-use cairn_release::{gio, ostree};
+
 use serde::Serialize;
 
 use crate::command::CommandExt;
@@ -107,9 +107,7 @@ impl Drop for PartialFile {
 
 /// Finds the commit to deploy: `version` on `osref`'s history, or the ref's head.
 fn find_commit(repo_path: &Path, osref: &str, version: Option<&str>) -> Result<CommitInfo> {
-    let repo = ostree::Repo::new_for_path(repo_path);
-    repo.open(gio::Cancellable::NONE)
-        .with_context(|| format!("Opening repository {}", repo_path.display()))?;
+    let repo = crate::repo::open_repo(repo_path)?;
     let info = match version {
         Some(v) => ref_history(&repo, osref)?
             .into_iter()

@@ -4,10 +4,10 @@
 //! Errors name `file:line:col`, like manifest errors. This module does no I/O beyond reading
 //! the recipe and the files it names.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cairn_release::toml_file::TomlFile;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -147,22 +147,6 @@ struct RawFile {
     mode: Option<Spanned<String>>,
 }
 
-/// Turns byte spans into `file:line:col`.
-struct Source<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Source<'_> {
-    fn at(&self, span: Range<usize>) -> String {
-        crate::position::file_line_col(self.path, self.text, span.start)
-    }
-
-    fn err<T>(&self, s: &Spanned<T>, msg: impl std::fmt::Display) -> anyhow::Error {
-        anyhow::anyhow!("{}: {msg}", self.at(s.span()))
-    }
-}
-
 /// Parses a size such as `"512MiB"`, `"4GiB"`, `"1M"`, `"2G"` (binary units; a whole number of
 /// MiB).
 pub fn parse_size(s: &str) -> Result<u64> {
@@ -206,14 +190,8 @@ impl Recipe {
 
     /// Validates recipe text; `path` names it in errors and anchors relative `src` paths.
     pub fn parse(path: &Path, text: &str) -> Result<Recipe> {
-        let src = Source { path, text };
-        let raw: RawRecipe = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| src.at(s))
-                .unwrap_or_else(|| path.display().to_string());
-            anyhow::anyhow!("{at}: {}", e.message().trim_end())
-        })?;
+        let src = TomlFile::new(path, text);
+        let raw: RawRecipe = src.parse()?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
         let size = parse_size(raw.size.get_ref()).map_err(|e| src.err(&raw.size, e))?;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cairn_release::osref::OsRef;
+use cairn_release::toml_file::TomlFile;
 use cairn_release::version::validate_prefix;
 use toml::Spanned;
 
@@ -72,16 +73,15 @@ pub struct Layer {
     pub postprocess: Vec<Script>,
 }
 
-/// Turns byte spans into `file:line:col` for one file.
+/// One manifest file: its text (for `file:line:col`) and its folder (for relative paths).
 struct Source<'a> {
-    path: &'a Path,
+    file: TomlFile<'a>,
     dir: PathBuf,
-    text: &'a str,
 }
 
 impl Source<'_> {
     fn at(&self, span: Range<usize>) -> String {
-        crate::position::file_line_col(self.path, self.text, span.start)
+        self.file.at(span)
     }
 
     fn locate<T: Clone>(&self, s: &Spanned<T>) -> Located<T> {
@@ -106,7 +106,7 @@ impl Source<'_> {
     }
 
     fn err(&self, s: &Spanned<String>, msg: impl std::fmt::Display) -> anyhow::Error {
-        anyhow::anyhow!("{}: {msg}", self.at(s.span()))
+        self.file.err(s, msg)
     }
 }
 
@@ -122,23 +122,16 @@ impl Layer {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("Reading manifest {}", path.display()))?;
         let src = Source {
-            path,
+            file: TomlFile::new(path, &text),
             dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            text: &text,
         };
-        let raw: RawManifest = toml::from_str(&text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| src.at(s))
-                .unwrap_or_else(|| path.display().to_string());
-            anyhow::anyhow!("{at}: {}", e.message().trim_end())
-        })?;
+        let raw: RawManifest = src.file.parse()?;
         Self::validate(raw, &src)
     }
 
     fn validate(raw: RawManifest, src: &Source) -> Result<Layer> {
         let mut layer = Layer {
-            path: src.path.to_path_buf(),
+            path: src.file.path.to_path_buf(),
             ..Default::default()
         };
         for inc in &raw.include {

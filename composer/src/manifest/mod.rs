@@ -1,6 +1,6 @@
 //! Package manifests: what an OS release is made of.
 //!
-//! A manifest is read in three steps, as `STYLE.md` asks: each TOML file is parsed into
+//! A manifest is read in three steps, as `ARCHITECTURE.md` ("Configuration and manifests") says: each TOML file is parsed into
 //! [`schema::RawManifest`] (unknown keys and wrong types are errors at `file:line:col`), checked
 //! on its own into a [`layer::Layer`] (paths resolved against that file, values validated with
 //! their position), then the layers are merged in include order into one [`Manifest`].

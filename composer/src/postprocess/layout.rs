@@ -1,4 +1,4 @@
-//! The OSTree layout of `shared/DESIGN.md`, made from a Debian root.
+//! The OSTree layout of `ARCHITECTURE.md` ("Tree layout"), made from a Debian root.
 //!
 //! - Per-host state and junk leave the commit: machine-id (left empty, so systemd makes one at
 //!   first boot), SSH host keys, the build machine's hostname and resolv.conf, apt sources, logs,

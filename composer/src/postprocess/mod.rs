@@ -2,7 +2,7 @@
 //!
 //! Order matters: the manifest's customizations run first, while the tree is still a normal
 //! Debian root (scripts can use `/etc`, `/var` and `/dev`); then the kernel moves under
-//! `/usr/lib/modules`; then the layout of `shared/DESIGN.md` is made (`/var` emptied into
+//! `/usr/lib/modules`; then the layout of `ARCHITECTURE.md` is made (`/var` emptied into
 //! tmpfiles.d, `/etc` moved to `/usr/etc`, the symlinks, no device nodes).
 
 pub(crate) mod chroot;
