@@ -20,6 +20,7 @@ pub mod postprocess;
 pub mod progress;
 pub mod prune;
 pub mod resolve;
+pub mod rollout;
 pub mod sign;
 pub mod tree_writer;
 pub mod workdir;
