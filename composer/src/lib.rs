@@ -22,6 +22,7 @@ pub mod progress;
 pub mod prune;
 pub mod repo;
 pub mod resolve;
+pub mod rollout;
 pub mod sign;
 pub mod tree_writer;
 pub mod workdir;

@@ -4,6 +4,7 @@
 //! - [`protocol`]: the FleetLock messages and their checks; [`token`]: the id alphabet.
 //! - [`coordinator`]: the decisions and the etcd key layout; [`etcd`]: the v3 JSON gateway.
 //! - [`server`]: the HTTP server; [`cli`]: the commands; [`config`]: the configuration.
+//! - [`sim`]: a rollout simulation over the real policy code (`cairn_release::rollout`).
 
 pub mod cli;
 pub mod config;
@@ -13,4 +14,5 @@ pub mod logging;
 pub mod position;
 pub mod protocol;
 pub mod server;
+pub mod sim;
 pub mod token;

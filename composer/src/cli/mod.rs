@@ -6,6 +6,7 @@ mod image;
 mod keygen;
 mod log;
 mod prune;
+mod rollout;
 mod sign;
 mod tree;
 
@@ -30,6 +31,7 @@ enum Command {
     Sign(sign::SignArgs),
     Bundle(bundle::BundleArgs),
     Prune(prune::PruneArgs),
+    Rollout(rollout::RolloutArgs),
 }
 
 /// Parses the command line and runs it.
@@ -44,6 +46,7 @@ pub fn run() -> Result<()> {
         Command::Sign(a) => sign::run(a),
         Command::Bundle(a) => bundle::run(a),
         Command::Prune(a) => prune::run(a),
+        Command::Rollout(a) => rollout::run(a),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod resume;
 mod serve;
+mod sim;
 mod status;
 
 use std::path::PathBuf;
@@ -50,10 +51,57 @@ pub enum Command {
         /// The group.
         group: String,
     },
+    /// Simulate a rollout on a virtual clock with the real policy code (needs no etcd and no
+    /// configuration); fails when the updated share leaves its binomial bounds.
+    Sim {
+        /// Number of hosts.
+        #[arg(long, default_value_t = 10_000)]
+        hosts: usize,
+        /// Seed of the hosts' machine-ids.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The rollout's start percentage.
+        #[arg(long, default_value_t = 5)]
+        start_percentage: u8,
+        /// The rollout's duration (e.g. 48h).
+        #[arg(long, default_value = "48h", value_parser = parse_duration)]
+        duration: u64,
+        /// Virtual time between ticks (e.g. 30min).
+        #[arg(long, default_value = "30min", value_parser = parse_duration)]
+        tick: u64,
+        /// Halt the release this long after its start.
+        #[arg(long, value_parser = parse_duration)]
+        halt_at: Option<u64>,
+    },
+}
+
+fn parse_duration(text: &str) -> std::result::Result<u64, String> {
+    humantime::parse_duration(text)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("{e} (e.g. 48h, 30min)"))
 }
 
 /// Runs the command.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Command::Sim {
+        hosts,
+        seed,
+        start_percentage,
+        duration,
+        tick,
+        halt_at,
+    } = cli.command
+    {
+        let o = crate::sim::SimOptions {
+            hosts,
+            seed,
+            start_percentage,
+            duration_secs: duration,
+            tick_secs: tick,
+            halt_at,
+        };
+        return sim::run(&cli.global, &o);
+    }
     let settings = config::load_or_explain(&cli.global.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -64,6 +112,8 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Serve => serve::run(&cli.global, settings).await,
             Command::Status => status::run(&cli.global, &settings).await,
             Command::Resume { group } => resume::run(&cli.global, &settings, &group).await,
+            // Ran above, without configuration or runtime.
+            Command::Sim { .. } => Ok(()),
         }
     })
 }
