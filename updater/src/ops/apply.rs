@@ -48,6 +48,8 @@ pub enum Outcome {
         refspec: String,
         /// Staged (booted host) or written directly.
         mode: DeployMode,
+        /// Bytes downloaded from the remote; `None` when the commit came from a bundle.
+        bytes_fetched: Option<u64>,
     },
 }
 
@@ -151,10 +153,10 @@ pub fn apply(
             }
         }
     }
-    match &delivery {
+    let bytes_fetched = match &delivery {
         Delivery::Remote => {
             verify::verify_commit(host, settings.require_signature, &release.commit)?;
-            pull::fetch_tree(host, &source, &release.commit)?;
+            Some(pull::fetch_tree(host, &source, &release.commit)?)
         }
         Delivery::Bundle(b) => {
             let FromBundle { opened, policy, .. } = b.as_ref();
@@ -169,8 +171,9 @@ pub fn apply(
             }
             import::import(host, opened)?;
             policy.check(&host.repo(), &release.commit)?;
+            None
         }
-    }
+    };
     let mode = host.deploy(lock, &release.commit, &refspec, &Kargs::Inherit)?;
     let from = current.as_ref().map_or("nothing".into(), Release::describe);
     match &kind {
@@ -206,6 +209,7 @@ pub fn apply(
         to: release,
         refspec,
         mode,
+        bytes_fetched,
     })
 }
 
