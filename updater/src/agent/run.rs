@@ -214,7 +214,7 @@ fn check_with_retries(
     loop {
         match crate::ops::check::check(host, settings, opts.wait) {
             Ok(r) => return Ok(r),
-            Err(e) if attempt < opts.network_retries => {
+            Err(e) if attempt < opts.network_retries && !crate::ops::check::is_untrusted(&e) => {
                 attempt += 1;
                 log::warn!(
                     "{e:#}; retrying in {} s ({attempt}/{})",
