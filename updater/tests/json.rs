@@ -125,3 +125,55 @@ fn errors_with_json_keep_their_exit_codes() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().contains("roll back"), "{v}");
 }
+
+#[test]
+fn etc_files_kept_over_a_new_default_are_reported_until_the_next_update() {
+    let fx = Fixture::new();
+    let etc = fx.deployment_dir(0).join("etc");
+    // Its default changes with every release; this host changed it.
+    std::fs::write(etc.join("cairn-release"), "mine\n").unwrap();
+    // Changed here, but its default stays: nothing was missed.
+    std::fs::write(etc.join("hostname"), "edited\n").unwrap();
+    fx.publish(STABLE, 1, 0);
+    let u = json(&fx, &["upgrade", "--json"]);
+    assert_eq!(
+        u["etc_conflicts"],
+        serde_json::json!([{
+            "path": "/etc/cairn-release",
+            "local": "modified",
+            "default": "changed",
+            "new_default_applied": false,
+        }])
+    );
+    // The merge itself is what it was: the local file is kept.
+    let new_etc = fx.deployment_dir(0).join("etc");
+    assert_eq!(
+        std::fs::read_to_string(new_etc.join("cairn-release")).unwrap(),
+        "mine\n"
+    );
+    let s = fx.status();
+    assert_eq!(s["etc_conflicts"]["release"]["version"], "2026.11.1");
+    assert_eq!(s["etc_conflicts"]["files"][0]["path"], "/etc/cairn-release");
+    let text = fx.cairn_ok(&["status"]);
+    assert!(
+        text.contains("/etc/cairn-release") && text.contains("not applied"),
+        "{text}"
+    );
+
+    // The administrator takes the default; the next update has no conflict and status forgets.
+    std::fs::write(new_etc.join("cairn-release"), format!("{}\n", version(1))).unwrap();
+    fx.publish(STABLE, 2, 0);
+    let out = fx.cairn_ok(&["upgrade"]);
+    assert!(!out.contains("Kept your"), "{out}");
+    assert!(fx.status()["etc_conflicts"].is_null());
+    assert!(!fx.cairn_ok(&["status"]).contains("/etc/cairn-release"));
+
+    // Text output names the file.
+    std::fs::write(fx.deployment_dir(0).join("etc/cairn-release"), "mine\n").unwrap();
+    fx.publish(STABLE, 3, 0);
+    let out = fx.cairn_ok(&["upgrade"]);
+    assert!(
+        out.contains("Kept your /etc/cairn-release") && out.contains("not applied"),
+        "{out}"
+    );
+}

@@ -154,7 +154,12 @@ fn steps(
             let outcome =
                 crate::ops::update::deploy_revision(host, settings, &tip.commit, opts.wait)?;
             let to = match outcome {
-                Outcome::Deployed { to, .. } => to,
+                Outcome::Deployed {
+                    to, etc_conflicts, ..
+                } => {
+                    rec.etc_conflicts = etc_conflicts;
+                    to
+                }
                 Outcome::Unchanged { current, .. } => current,
             };
             m.update_staged(to.clone())?;

@@ -102,6 +102,7 @@ fn finish(
             to,
             refspec,
             mode,
+            etc_conflicts,
             ..
         } => {
             if !json {
@@ -111,6 +112,15 @@ fn finish(
                     to.describe(),
                     mode.describe()
                 );
+                for c in etc_conflicts {
+                    println!(
+                        "Kept your {} ({}): its default {} in {}; the new default was not applied",
+                        c.path,
+                        c.local,
+                        c.default,
+                        to.describe()
+                    );
+                }
             }
             if reboot {
                 crate::host::reboot::reboot(&ctx.host)?;

@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::apply::Outcome;
+use super::etc::EtcConflict;
 use crate::host::sysroot::{DeployMode, DeploymentInfo, Host};
 use crate::release::Release;
 
@@ -68,6 +69,8 @@ pub struct UpdateResult {
     pub mode: Option<DeployMode>,
     /// Bytes downloaded; `null` when unchanged or taken from a bundle.
     pub bytes_fetched: Option<u64>,
+    /// Locally modified `/etc` files whose new default was not applied.
+    pub etc_conflicts: Vec<EtcConflict>,
 }
 
 impl From<&Outcome> for UpdateResult {
@@ -80,6 +83,7 @@ impl From<&Outcome> for UpdateResult {
                 to: current.clone(),
                 mode: None,
                 bytes_fetched: None,
+                etc_conflicts: Vec::new(),
             },
             Outcome::Deployed {
                 from,
@@ -87,6 +91,7 @@ impl From<&Outcome> for UpdateResult {
                 refspec,
                 mode,
                 bytes_fetched,
+                etc_conflicts,
             } => UpdateResult {
                 result: "deployed",
                 refspec: refspec.clone(),
@@ -94,6 +99,7 @@ impl From<&Outcome> for UpdateResult {
                 to: to.clone(),
                 mode: Some(*mode),
                 bytes_fetched: *bytes_fetched,
+                etc_conflicts: etc_conflicts.clone(),
             },
         }
     }
