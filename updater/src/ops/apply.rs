@@ -24,7 +24,7 @@ use crate::health;
 use crate::host::source::Source;
 use crate::host::sysroot::{DeployMode, DeploymentInfo, Host, Kargs, SysrootLock};
 use crate::host::verify::Policy;
-use crate::host::{bootcount, import, pull, verify};
+use crate::host::{bootcount, import, pull, space, verify};
 use crate::ops::etc::{self, EtcConflict};
 use crate::release::{describe, is_older, Release};
 
@@ -177,6 +177,7 @@ pub fn apply(
             None
         }
     };
+    space::check_boot_room(host, &release.commit)?;
     let merge = host.merge_deployment();
     let mode = host.deploy(lock, &release.commit, &refspec, &Kargs::Inherit)?;
     let etc_conflicts = report_etc_conflicts(host, merge.as_ref(), &release);
