@@ -10,9 +10,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use cairn_release::gio;
 use cairn_release::history::find_revision;
-use cairn_release::signature::{self, SecretKey};
+use cairn_release::signature::{self, PublicKey, SecretKey};
 use fn_error_context::context;
 use serde::Serialize;
+
+use crate::manifest::{FileEntry, FileSource};
+
+/// The trusted-key directories of a host, relative to the tree's root (the updater reads the
+/// same two: `cairn_updater::host::verify::TRUSTED_DIRS`).
+pub const TRUSTED_DIRS: [&str; 2] = ["usr/lib/cairn/trusted.d", "etc/cairn/trusted.d"];
 
 /// How to sign.
 #[derive(Debug, Clone)]
@@ -91,6 +97,158 @@ pub fn sign(repo_path: &Path, rev: &str, with: &SignWith) -> Result<Signed> {
     })
 }
 
+/// A public key a manifest ships into one of the trusted-key directories.
+#[derive(Debug, Clone)]
+pub struct ShippedKey {
+    /// Where it lands in the tree (absolute, e.g. `/usr/lib/cairn/trusted.d/release.pub`).
+    pub dest: String,
+    /// The keys in that file.
+    pub keys: Vec<PublicKey>,
+}
+
+/// The `*.pub` files `files` (a manifest's `[[files]]`) put into [`TRUSTED_DIRS`]: a file or
+/// literal content with such a destination, or a directory copied over one of them.
+#[context("Reading the public keys the manifest ships")]
+pub fn shipped_keys(files: &[FileEntry]) -> Result<Vec<ShippedKey>> {
+    let mut out = Vec::new();
+    for f in files {
+        match &f.source {
+            FileSource::Content(text) => {
+                if is_trusted_key_path(&f.dest) {
+                    out.push(ShippedKey {
+                        dest: f.dest.clone(),
+                        keys: parse_keys(text).with_context(|| {
+                            format!("the content given for {} is not a public key", f.dest)
+                        })?,
+                    });
+                }
+            }
+            FileSource::Path(src) if src.is_dir() => {
+                for (rel, path) in files_under(src)? {
+                    let dest = format!("{}/{rel}", f.dest.trim_end_matches('/'));
+                    if is_trusted_key_path(&dest) {
+                        out.push(ShippedKey {
+                            keys: PublicKey::load_all(&path)?,
+                            dest,
+                        });
+                    }
+                }
+            }
+            FileSource::Path(src) => {
+                let dest = match (f.dest.ends_with('/'), src.file_name()) {
+                    (true, Some(name)) => format!("{}{}", f.dest, name.to_string_lossy()),
+                    _ => f.dest.clone(),
+                };
+                if is_trusted_key_path(&dest) {
+                    out.push(ShippedKey {
+                        keys: PublicKey::load_all(src)?,
+                        dest,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses to sign with `key` when the manifest ships trusted keys and none of them is `key`'s
+/// public half: hosts of that tree would refuse every release signed so, this one included
+/// once it is deployed. `key_file` and `manifest` only name things in the error.
+pub fn check_key_is_shipped(
+    key: &SecretKey,
+    key_file: &Path,
+    manifest: &Path,
+    shipped: &[ShippedKey],
+) -> Result<()> {
+    if shipped.is_empty() {
+        return Ok(());
+    }
+    let public = key.public().to_base64();
+    if shipped
+        .iter()
+        .any(|s| s.keys.iter().any(|k| k.to_base64() == public))
+    {
+        return Ok(());
+    }
+    let dests: Vec<&str> = shipped.iter().map(|s| s.dest.as_str()).collect();
+    anyhow::bail!(
+        "--sign-key {}: its public key {public} is not one that {} ships ({}); hosts of this \
+         tree would refuse the releases it signs. Sign with the key whose public half is \
+         shipped, or ship {} in the manifest's [[files]]",
+        key_file.display(),
+        manifest.display(),
+        dests.join(", "),
+        signature::public_path_for(key_file).display()
+    )
+}
+
+/// The warning an unsigned compose prints.
+pub fn unsigned_warning(shipped: &[ShippedKey]) -> String {
+    if shipped.is_empty() {
+        "warning: no --sign-key: the commit is unsigned; hosts that trust a signing key will \
+         refuse it (`cairn-compose keygen`, then ship the .pub under /usr/lib/cairn/trusted.d/)"
+            .to_string()
+    } else {
+        let dests: Vec<&str> = shipped.iter().map(|s| s.dest.as_str()).collect();
+        format!(
+            "warning: no --sign-key: the commit is unsigned, but the tree trusts {}; its hosts \
+             will refuse it",
+            dests.join(", ")
+        )
+    }
+}
+
+fn is_trusted_key_path(dest: &str) -> bool {
+    let rel = dest.trim_start_matches('/');
+    let Some((dir, name)) = rel.rsplit_once('/') else {
+        return false;
+    };
+    TRUSTED_DIRS.contains(&dir)
+        && Path::new(name).extension().and_then(|e| e.to_str())
+            == Some(signature::PUBLIC_KEY_EXTENSION)
+}
+
+fn parse_keys(text: &str) -> Result<Vec<PublicKey>> {
+    let keys = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(PublicKey::from_base64)
+        .collect::<Result<Vec<_>>>()?;
+    if keys.is_empty() {
+        anyhow::bail!("no public key in it");
+    }
+    Ok(keys)
+}
+
+/// Regular files below `dir`: (path relative to `dir` with `/`, full path).
+fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut todo = vec![(String::new(), dir.to_path_buf())];
+    while let Some((prefix, d)) = todo.pop() {
+        let entries =
+            std::fs::read_dir(&d).with_context(|| format!("Reading directory {}", d.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("Reading directory {}", d.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let ty = e
+                .file_type()
+                .with_context(|| format!("Reading {}", e.path().display()))?;
+            if ty.is_dir() {
+                todo.push((rel, e.path()));
+            } else if ty.is_file() {
+                out.push((rel, e.path()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -119,6 +277,81 @@ mod tests {
         )
         .unwrap();
         (repo, commit)
+    }
+
+    fn entry(source: FileSource, dest: &str) -> FileEntry {
+        FileEntry {
+            source,
+            dest: dest.into(),
+            mode: None,
+        }
+    }
+
+    #[test]
+    fn sign_key_must_be_one_the_manifest_ships() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = keygen(&dir.path().join("release.key")).unwrap();
+        let other = keygen(&dir.path().join("other.key")).unwrap();
+        let ours_key = SecretKey::load(&ours.secret).unwrap();
+        let other_key = SecretKey::load(&other.secret).unwrap();
+        let manifest = dir.path().join("host.toml");
+        let keys_dir = dir.path().join("keys/trusted.d");
+        std::fs::create_dir_all(&keys_dir).unwrap();
+        std::fs::copy(&ours.public, keys_dir.join("release.pub")).unwrap();
+
+        // Nothing shipped: any key is accepted.
+        let none = shipped_keys(&[entry(FileSource::Content("hi\n".into()), "/etc/motd")]).unwrap();
+        assert!(none.is_empty());
+        check_key_is_shipped(&other_key, &other.secret, &manifest, &none).unwrap();
+        assert!(unsigned_warning(&none).contains("unsigned"));
+
+        // Each way of shipping: a file, a directory, literal content, into /usr/lib or /etc.
+        let ways = [
+            entry(
+                FileSource::Path(ours.public.clone()),
+                "/usr/lib/cairn/trusted.d/release.pub",
+            ),
+            entry(
+                FileSource::Path(ours.public.clone()),
+                "/etc/cairn/trusted.d/",
+            ),
+            entry(
+                FileSource::Path(keys_dir.clone()),
+                "/usr/lib/cairn/trusted.d",
+            ),
+            entry(FileSource::Path(dir.path().join("keys")), "/etc/cairn"),
+            entry(
+                FileSource::Content(format!("# ours\n{}\n", ours.public_key)),
+                "/etc/cairn/trusted.d/release.pub",
+            ),
+        ];
+        for way in ways {
+            let dest = way.dest.clone();
+            let shipped = shipped_keys(&[way]).unwrap();
+            assert_eq!(shipped.len(), 1, "{dest}");
+            check_key_is_shipped(&ours_key, &ours.secret, &manifest, &shipped).unwrap();
+            let err = check_key_is_shipped(&other_key, &other.secret, &manifest, &shipped)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&other.secret.display().to_string()), "{err}");
+            assert!(err.contains(&manifest.display().to_string()), "{err}");
+            assert!(err.contains(&other.public_key), "{err}");
+            assert!(err.contains("trusted.d/release"), "{err}");
+            assert!(unsigned_warning(&shipped).contains("will refuse"));
+        }
+
+        // A .pub elsewhere is not a trusted key; a broken one under trusted.d is an error.
+        let elsewhere = shipped_keys(&[entry(
+            FileSource::Path(ours.public.clone()),
+            "/usr/share/doc/release.pub",
+        )])
+        .unwrap();
+        assert!(elsewhere.is_empty());
+        let broken = shipped_keys(&[entry(
+            FileSource::Content("not a key\n".into()),
+            "/etc/cairn/trusted.d/x.pub",
+        )]);
+        assert!(broken.is_err());
     }
 
     #[test]

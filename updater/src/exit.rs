@@ -38,9 +38,14 @@ impl std::error::Error for Locked {}
 
 /// The exit code for an error that reached `main`.
 pub fn for_error(err: &anyhow::Error) -> ExitCode {
+    ExitCode::from(code_for(err))
+}
+
+/// The exit code for an error that reached `main`, as a number (also in `--json` errors).
+pub fn code_for(err: &anyhow::Error) -> u8 {
     if err.chain().any(|e| e.downcast_ref::<Locked>().is_some()) {
-        ExitCode::from(LOCKED)
+        LOCKED
     } else {
-        ExitCode::from(FAILURE)
+        FAILURE
     }
 }

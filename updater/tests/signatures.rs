@@ -114,3 +114,47 @@ fn signature_required_without_keys_fails_clearly() {
     assert!(err.contains("trusted.d"), "{err}");
     assert_eq!(fx.order(), ["2026.11.0"]);
 }
+
+#[test]
+fn check_verifies_the_offered_commit() {
+    let fx = Fixture::new();
+    let k = key();
+    fx.trust("release", &k);
+    let v1 = fx.publish_signed(STABLE, 1, &k);
+    let out = fx.cairn_ok(&["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["update_available"], true);
+    assert!(
+        v["signed_by"].as_str().unwrap().contains("release.pub"),
+        "{v}"
+    );
+    // A forged release: v1's signature on other bytes.
+    let forged = fx.publish(STABLE, 2, 0);
+    std::fs::copy(
+        fx.srv_object(&v1, "commitmeta"),
+        fx.srv_object(&forged, "commitmeta"),
+    )
+    .unwrap();
+    let fetched = fx.content_requests();
+    let err = fx.cairn_fails(&["check"], 1);
+    assert!(err.contains("altered after signing"), "{err}");
+    assert!(err.contains("does not trust"), "{err}");
+    let out = fx.cairn(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("altered after signing"),
+        "{v}"
+    );
+    assert_eq!(v["exit_code"], 1);
+    // Metadata only, and the forged release is not recorded as available.
+    assert_eq!(fx.content_requests(), fetched);
+    assert_ne!(fx.status()["last_check"]["commit"], forged.as_str());
+    // An unsigned one likewise.
+    fx.publish(STABLE, 3, 0);
+    let err = fx.cairn_fails(&["check"], 1);
+    assert!(err.contains("is not signed"), "{err}");
+}

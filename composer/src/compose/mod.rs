@@ -120,7 +120,19 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         bail!("--keep-tree {}: it must not exist yet", keep.display());
     }
     // A bad key should fail now, not after minutes of installing.
-    let sign_key = opts.sign_key.as_deref().map(SecretKey::load).transpose()?;
+    // So is a key whose public half the tree does not trust: its hosts would refuse it.
+    let shipped = crate::sign::shipped_keys(&manifest.files)?;
+    let sign_key = match opts.sign_key.as_deref() {
+        Some(path) => {
+            let key = SecretKey::load(path)?;
+            crate::sign::check_key_is_shipped(&key, path, &opts.manifest, &shipped)?;
+            Some(key)
+        }
+        None => {
+            eprintln!("{}", crate::sign::unsigned_warning(&shipped));
+            None
+        }
+    };
 
     let repo = crate::repo::open_or_create(&opts.repo)?;
     let previous = history::resolve(&repo, &manifest.osref)?;

@@ -210,6 +210,9 @@ pub struct AgentRecord {
     pub message: String,
     /// The error that ended the run, if any.
     pub error: Option<String>,
+    /// Local `/etc` files the staged update kept although their default changed.
+    #[serde(default)]
+    pub etc_conflicts: Vec<crate::ops::etc::EtcConflict>,
 }
 
 #[cfg(test)]

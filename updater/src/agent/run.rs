@@ -154,7 +154,12 @@ fn steps(
             let outcome =
                 crate::ops::update::deploy_revision(host, settings, &tip.commit, opts.wait)?;
             let to = match outcome {
-                Outcome::Deployed { to, .. } => to,
+                Outcome::Deployed {
+                    to, etc_conflicts, ..
+                } => {
+                    rec.etc_conflicts = etc_conflicts;
+                    to
+                }
                 Outcome::Unchanged { current, .. } => current,
             };
             m.update_staged(to.clone())?;
@@ -214,7 +219,7 @@ fn check_with_retries(
     loop {
         match crate::ops::check::check(host, settings, opts.wait) {
             Ok(r) => return Ok(r),
-            Err(e) if attempt < opts.network_retries => {
+            Err(e) if attempt < opts.network_retries && !crate::ops::check::is_untrusted(&e) => {
                 attempt += 1;
                 log::warn!(
                     "{e:#}; retrying in {} s ({attempt}/{})",

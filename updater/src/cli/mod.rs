@@ -80,6 +80,24 @@ pub enum Command {
     Health(health::HealthArgs),
 }
 
+impl Cli {
+    /// Whether the command was asked for JSON (`--json`); `main` then reports an error as a
+    /// JSON object on stdout too.
+    pub fn wants_json(&self) -> bool {
+        match &self.command {
+            Command::Status(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Upgrade(a) => a.json,
+            Command::Deploy(a) => a.json,
+            Command::Rebase(a) => a.json,
+            Command::Rollback(a) => a.json,
+            Command::Pin(a) | Command::Unpin(a) => a.json,
+            Command::Cleanup(a) => a.json,
+            Command::Kargs(_) | Command::Agent(_) | Command::Health(_) => false,
+        }
+    }
+}
+
 /// What every command works with.
 pub struct Context {
     /// The opened sysroot.
@@ -133,6 +151,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(a) => agent::run(&ctx, &a),
         Command::Health(a) => health::run(&ctx, &a),
     }
+}
+
+/// Prints the `--json` form of an error: `{"error": "...", "exit_code": N}` (the same code the
+/// process exits with).
+pub fn print_json_error(err: &anyhow::Error) -> Result<()> {
+    print_json(&serde_json::json!({
+        "error": format!("{err:#}"),
+        "exit_code": crate::exit::code_for(err),
+    }))
 }
 
 /// Prints `value` as pretty JSON on stdout.

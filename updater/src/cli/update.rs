@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::Context;
 use crate::ops::apply::Outcome;
+use crate::ops::report::{Change, UpdateResult};
 use crate::ops::update;
 
 /// Arguments of `cairn upgrade`.
@@ -19,6 +20,9 @@ pub struct UpgradeArgs {
     /// Reboot (`systemctl reboot`) after a new deployment was staged.
     #[arg(long)]
     pub reboot: bool,
+    /// Print one JSON object (see README) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `cairn deploy`.
@@ -31,6 +35,9 @@ pub struct DeployArgs {
     /// Reboot (`systemctl reboot`) after a new deployment was staged.
     #[arg(long)]
     pub reboot: bool,
+    /// Print one JSON object (see README) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `cairn rebase`.
@@ -43,49 +50,81 @@ pub struct RebaseArgs {
     /// Reboot (`systemctl reboot`) after a new deployment was staged.
     #[arg(long)]
     pub reboot: bool,
+    /// Print one JSON object (see README) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub(super) fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<ExitCode> {
+    let before = ctx.host.deployments();
     let outcome = match &args.bundle {
         Some(file) => crate::ops::bundle::upgrade(&ctx.host, &ctx.settings, file, ctx.wait)?,
         None => update::upgrade(&ctx.host, &ctx.settings, ctx.wait)?,
     };
-    finish(ctx, &outcome, args.reboot)
+    finish(ctx, "upgrade", before, &outcome, args.reboot, args.json)
 }
 
 pub(super) fn deploy(ctx: &Context, args: &DeployArgs) -> Result<ExitCode> {
+    let before = ctx.host.deployments();
     let outcome = update::deploy_revision(&ctx.host, &ctx.settings, &args.revision, ctx.wait)?;
-    finish(ctx, &outcome, args.reboot)
+    finish(ctx, "deploy", before, &outcome, args.reboot, args.json)
 }
 
 pub(super) fn rebase(ctx: &Context, args: &RebaseArgs) -> Result<ExitCode> {
+    let before = ctx.host.deployments();
     let outcome = update::rebase(&ctx.host, &ctx.settings, &args.target, ctx.wait)?;
-    finish(ctx, &outcome, args.reboot)
+    finish(ctx, "rebase", before, &outcome, args.reboot, args.json)
 }
 
-fn finish(ctx: &Context, outcome: &Outcome, reboot: bool) -> Result<ExitCode> {
+fn finish(
+    ctx: &Context,
+    command: &'static str,
+    before: Vec<crate::host::sysroot::DeploymentInfo>,
+    outcome: &Outcome,
+    reboot: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    if json {
+        let change = Change::new(&ctx.host, command, before, UpdateResult::from(outcome))?;
+        super::print_json(&change)?;
+    }
     match outcome {
         Outcome::Unchanged { current, refspec } => {
-            println!(
-                "Already at {} ({refspec}): it boots next; nothing to do",
-                current.describe()
-            );
+            if !json {
+                println!(
+                    "Already at {} ({refspec}): it boots next; nothing to do",
+                    current.describe()
+                );
+            }
         }
         Outcome::Deployed {
             from,
             to,
             refspec,
             mode,
+            etc_conflicts,
+            ..
         } => {
-            println!(
-                "{} -> {} ({refspec}): {}",
-                from.as_ref().map_or("nothing".into(), |f| f.describe()),
-                to.describe(),
-                mode.describe()
-            );
+            if !json {
+                println!(
+                    "{} -> {} ({refspec}): {}",
+                    from.as_ref().map_or("nothing".into(), |f| f.describe()),
+                    to.describe(),
+                    mode.describe()
+                );
+                for c in etc_conflicts {
+                    println!(
+                        "Kept your {} ({}): its default {} in {}; the new default was not applied",
+                        c.path,
+                        c.local,
+                        c.default,
+                        to.describe()
+                    );
+                }
+            }
             if reboot {
                 crate::host::reboot::reboot(&ctx.host)?;
-            } else if ctx.host.is_booted() {
+            } else if ctx.host.is_booted() && !json {
                 println!("Reboot to use it (`systemctl reboot`).");
             }
         }

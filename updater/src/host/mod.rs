@@ -5,7 +5,7 @@
 //! [`sysroot`] is the only module that holds libostree deployments and converts them into plain
 //! [`sysroot::DeploymentInfo`] values; [`pull`] talks to remotes (with [`progress`]);
 //! [`source`] says what a host follows; [`verify`] decides which commits are accepted
-//! (signatures); [`grub`] chooses the GRUB menu generator and [`bootcount`] lets GRUB count boot
+//! (signatures); [`space`] refuses a deployment `/boot` cannot hold; [`grub`] chooses the GRUB menu generator and [`bootcount`] lets GRUB count boot
 //! attempts; [`kargs`] edits kernel argument lists; [`import`] writes a checked bundle into the
 //! repository; [`state`] keeps the small JSON files under
 //! `/var/lib/cairn`; [`reboot`] restarts the machine.
@@ -18,6 +18,7 @@ pub mod progress;
 pub mod pull;
 pub mod reboot;
 pub mod source;
+pub mod space;
 pub mod state;
 pub mod sysroot;
 pub mod verify;

@@ -76,9 +76,10 @@ pub fn fetch_commit_metadata(host: &Host, source: &Source, depth: i32) -> Result
     CommitInfo::load(&repo, &commit)
 }
 
-/// Fetches the full tree of `commit` from `source`'s remote, showing progress.
+/// Fetches the full tree of `commit` from `source`'s remote, showing progress. Returns the
+/// bytes transferred (0 when the host had every object).
 #[context("Fetching commit {commit} of {source}")]
-pub fn fetch_tree(host: &Host, source: &Source, commit: &str) -> Result<()> {
+pub fn fetch_tree(host: &Host, source: &Source, commit: &str) -> Result<u64> {
     let url = url_of(host, source)?;
     let repo = host.repo();
     log::info!("fetching {commit} ({source}) from {url}");
@@ -96,7 +97,7 @@ pub fn fetch_tree(host: &Host, source: &Source, commit: &str) -> Result<()> {
         counters.fetched,
         counters.bytes
     );
-    Ok(())
+    Ok(counters.bytes)
 }
 
 /// Finds `rev` — a version, a commit checksum (or unique prefix), on `source`'s ref history —

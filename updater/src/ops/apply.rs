@@ -22,9 +22,10 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::health;
 use crate::host::source::Source;
-use crate::host::sysroot::{DeployMode, Host, Kargs, SysrootLock};
+use crate::host::sysroot::{DeployMode, DeploymentInfo, Host, Kargs, SysrootLock};
 use crate::host::verify::Policy;
-use crate::host::{bootcount, import, pull, verify};
+use crate::host::{bootcount, import, pull, space, verify};
+use crate::ops::etc::{self, EtcConflict};
 use crate::release::{describe, is_older, Release};
 
 /// What an update operation did.
@@ -48,6 +49,10 @@ pub enum Outcome {
         refspec: String,
         /// Staged (booted host) or written directly.
         mode: DeployMode,
+        /// Bytes downloaded from the remote; `None` when the commit came from a bundle.
+        bytes_fetched: Option<u64>,
+        /// Locally changed `/etc` files the merge kept although their default changed.
+        etc_conflicts: Vec<EtcConflict>,
     },
 }
 
@@ -151,10 +156,10 @@ pub fn apply(
             }
         }
     }
-    match &delivery {
+    let bytes_fetched = match &delivery {
         Delivery::Remote => {
             verify::verify_commit(host, settings.require_signature, &release.commit)?;
-            pull::fetch_tree(host, &source, &release.commit)?;
+            Some(pull::fetch_tree(host, &source, &release.commit)?)
         }
         Delivery::Bundle(b) => {
             let FromBundle { opened, policy, .. } = b.as_ref();
@@ -169,9 +174,13 @@ pub fn apply(
             }
             import::import(host, opened)?;
             policy.check(&host.repo(), &release.commit)?;
+            None
         }
-    }
+    };
+    space::check_boot_room(host, &release.commit)?;
+    let merge = host.merge_deployment();
     let mode = host.deploy(lock, &release.commit, &refspec, &Kargs::Inherit)?;
+    let etc_conflicts = report_etc_conflicts(host, merge.as_ref(), &release);
     let from = current.as_ref().map_or("nothing".into(), Release::describe);
     match &kind {
         Kind::Upgrade => log::info!(
@@ -206,7 +215,58 @@ pub fn apply(
         to: release,
         refspec,
         mode,
+        bytes_fetched,
+        etc_conflicts,
     })
+}
+
+/// Works out ([`etc::conflicts`]) and records the `/etc` files the merge from `merge` into the
+/// new deployment of `release` kept although their default changed, and logs each. Failures
+/// are logged, not fatal: the update itself is in place.
+fn report_etc_conflicts(
+    host: &Host,
+    merge: Option<&DeploymentInfo>,
+    release: &Release,
+) -> Vec<EtcConflict> {
+    let Some(merge) = merge else {
+        return Vec::new();
+    };
+    let find = || {
+        host.own_deployments()
+            .into_iter()
+            .find(|d| d.commit == release.commit && d.path != merge.path)
+    };
+    let Some(new) = find().or_else(|| host.reload().ok().and_then(|()| find())) else {
+        log::warn!(
+            "not comparing /etc: the new deployment of {} was not found",
+            release.describe()
+        );
+        return Vec::new();
+    };
+    let found = match etc::conflicts(
+        &merge.path.join("etc"),
+        &merge.path.join("usr/etc"),
+        &new.path.join("usr/etc"),
+    ) {
+        Ok(found) => found,
+        Err(e) => {
+            log::warn!("{e:#}");
+            return Vec::new();
+        }
+    };
+    for c in &found {
+        log::warn!(
+            "kept the local {} ({}): its default {} in {}; the new default was not applied",
+            c.path,
+            c.local,
+            c.default,
+            release.describe()
+        );
+    }
+    if let Err(e) = etc::save(&host.var_dir(), release, &found) {
+        log::warn!("{e:#}");
+    }
+    found
 }
 
 /// Gives the deployment that boots next its boot attempts, if the sysroot boots with GRUB and

@@ -1,5 +1,7 @@
 //! `cairn check`: is there something newer on the followed ref? Fetches commit metadata only,
-//! records the answer for `cairn status` (see [`crate::host::state`]).
+//! checks the offered commit's signature the way `upgrade` would ([`crate::host::verify`]): a
+//! forged or foreign-signed release is an error here too, and is not recorded as available.
+//! Records the answer for `cairn status` (see [`crate::host::state`]).
 
 use anyhow::Result;
 use fn_error_context::context;
@@ -10,6 +12,7 @@ use crate::host::pull;
 use crate::host::source::Source;
 use crate::host::state::{self, LastCheck};
 use crate::host::sysroot::Host;
+use crate::host::verify::{self, Verdict};
 use crate::release::{is_older, Release};
 
 /// The answer of a check.
@@ -23,6 +26,28 @@ pub struct CheckResult {
     pub remote: Release,
     /// Whether `cairn upgrade` would deploy `remote`.
     pub update_available: bool,
+    /// The trusted key that signed `remote`, or `null` when the host requires no signature.
+    pub signed_by: Option<String>,
+}
+
+/// The context of a check that failed because the offered release did not pass the signature
+/// check: not worth retrying (the agent retries network errors only).
+#[derive(Debug)]
+pub struct Untrusted(String);
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the remote offers {}, which this host does not trust",
+            self.0
+        )
+    }
+}
+
+/// Whether `err` is a check that failed on the signature ([`Untrusted`]).
+pub fn is_untrusted(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Untrusted>().is_some()
 }
 
 /// Fetches the remote ref's commit metadata and compares it with the default deployment.
@@ -39,11 +64,23 @@ pub fn check(host: &Host, settings: &Settings, wait: bool) -> Result<CheckResult
         Some(cur) => cur.commit != remote.commit && !is_older(&remote, cur),
         None => true,
     };
+    // Only an offer `upgrade` would take is checked: what boots next passed when it was deployed.
+    let signed_by = if update_available {
+        match verify::verify_commit(host, settings.require_signature, &remote.commit)
+            .map_err(|e| e.context(Untrusted(remote.describe())))?
+        {
+            Verdict::Signed(key) => Some(key),
+            Verdict::NotRequired => None,
+        }
+    } else {
+        None
+    };
     let result = CheckResult {
         refspec: source.refspec(),
         current,
         remote,
         update_available,
+        signed_by,
     };
     let record = LastCheck {
         checked_at: state::now(),

@@ -14,6 +14,7 @@ use crate::health::HealthReport;
 use crate::host::bootcount::{self, Counter};
 use crate::host::state::{self, LastCheck};
 use crate::host::sysroot::{DeploymentInfo, Host};
+use crate::ops::etc::{self, EtcConflicts};
 use crate::release::{describe, is_older, Release};
 
 /// Everything `cairn status --json` prints.
@@ -31,6 +32,8 @@ pub struct HostStatus {
     pub last_check: Option<LastCheck>,
     /// Whether the last check's release is newer than what boots next (on the same ref).
     pub update_available: bool,
+    /// Local `/etc` files the last update kept although their default changed (`null`: none).
+    pub etc_conflicts: Option<EtcConflicts>,
     /// Automatic updates and health.
     pub automatic: AutoStatus,
 }
@@ -77,6 +80,7 @@ pub fn collect(host: &Host, settings: &Settings) -> HostStatus {
         failed_versions: crate::failed::load(&var),
     };
     HostStatus {
+        etc_conflicts: etc::load(&var),
         automatic,
         sysroot: host.path().to_path_buf(),
         osname: host.osname().to_string(),
@@ -185,6 +189,21 @@ pub fn render(s: &HostStatus) -> String {
         }
         None => {
             let _ = writeln!(out, "Not checked for updates yet (`cairn check`).");
+        }
+    }
+    if let Some(c) = &s.etc_conflicts {
+        let _ = writeln!(
+            out,
+            "Local /etc files kept by the update to {} ({}); their new default was not applied:",
+            c.release.describe(),
+            crate::host::state::format_time(c.at)
+        );
+        for f in &c.files {
+            let _ = writeln!(
+                out,
+                "  {} (local: {}, default: {})",
+                f.path, f.local, f.default
+            );
         }
     }
     render_auto(&mut out, &s.automatic);
