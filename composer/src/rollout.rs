@@ -506,7 +506,7 @@ mod tests {
     /// A repository with versions 1.0, 1.1, 1.2 on S; returns the dir, the key and commits.
     fn fixture() -> (tempfile::TempDir, PathBuf, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let repo = crate::commit::open_or_create(&dir.path().join("repo")).unwrap();
+        let repo = crate::repo::open_or_create(&dir.path().join("repo")).unwrap();
         let mut parent = None;
         let mut commits = Vec::new();
         for v in ["1.0", "1.1", "1.2"] {
