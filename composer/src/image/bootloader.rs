@@ -177,7 +177,9 @@ pub fn install_efi(
             .arg("--prefix=/grub")
             .arg("--output")
             .arg(boot_dir.join("BOOTX64.EFI"))
-            .args(["part_gpt", "ext2", "search_fs_uuid"])
+            // efi_gop: a video mode for the kernel's framebuffer (without it GRUB's linux
+            // loader says "no suitable video mode found" and boots "in blind mode").
+            .args(["part_gpt", "ext2", "search_fs_uuid", "efi_gop"])
             .run_checked()
             .context("Making GRUB's EFI image (package grub-efi-amd64-bin)")?;
     }
