@@ -231,6 +231,11 @@ def check_uefi_secure_boot(guest):
     """Fails unless the guest booted through UEFI with Secure Boot enforced. Returns the
     kernel's lockdown state for the log (Debian's kernel locks itself down under Secure Boot)."""
     guest.sh("test -d /sys/firmware/efi", 30)
+    # Cairn hosts do not mount efivarfs by themselves (systemd loads efivarfs.ko only in the
+    # initramfs, which dracut builds without it): load and mount it to read the variable.
+    guest.sh("mountpoint -q /sys/firmware/efi/efivars || { modprobe efivarfs && "
+             "{ mountpoint -q /sys/firmware/efi/efivars || "
+             "mount -t efivarfs efivarfs /sys/firmware/efi/efivars; }; }", 60)
     _, out = guest.sh(f"od -An -tu1 {SECURE_BOOT_VAR}", 30)
     # efivarfs: 4 bytes of attributes, then the value.
     if out.split()[-1:] != ["1"]:
