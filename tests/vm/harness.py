@@ -35,7 +35,8 @@ CUT_CONTROL = re.compile(r"\x1b(?:\[[0-9;?]*|[()])?$")
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 # The EFI global variable UEFI firmware sets to 1 when Secure Boot is enforced.
-SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d0-e39d-00e098032b8c"
+# EFI_GLOBAL_VARIABLE is 8be4df61-93ca-11d2-aa0d-00e098032b8c.
+SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
 
 class TestFailure(Exception):
@@ -231,8 +232,7 @@ def check_uefi_secure_boot(guest):
     """Fails unless the guest booted through UEFI with Secure Boot enforced. Returns the
     kernel's lockdown state for the log (Debian's kernel locks itself down under Secure Boot)."""
     guest.sh("test -d /sys/firmware/efi", 30)
-    # Cairn hosts do not mount efivarfs by themselves (systemd loads efivarfs.ko only in the
-    # initramfs, which dracut builds without it): load and mount it to read the variable.
+    # efivarfs is normally mounted by systemd; mount it if it is not.
     guest.sh("mountpoint -q /sys/firmware/efi/efivars || { modprobe efivarfs && "
              "{ mountpoint -q /sys/firmware/efi/efivars || "
              "mount -t efivarfs efivarfs /sys/firmware/efi/efivars; }; }", 60)
