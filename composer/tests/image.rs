@@ -141,9 +141,47 @@ mode = "0600"
     }
 
     fn image(&self, output: &Path, extra: &[&str]) -> Output {
+        self.image_of(&self.recipe(), output, extra)
+    }
+
+    /// A UEFI recipe: `bootloader`, `secure-boot`, the partitions in disk order.
+    fn efi_recipe(&self, name: &str, bootloader: &str, secure_boot: bool) -> PathBuf {
+        let p = self.path(name);
+        let bios = if bootloader == "hybrid" {
+            "[[partitions]]\nrole = \"bios-boot\"\nsize = \"1MiB\"\n"
+        } else {
+            ""
+        };
+        fs::write(
+            &p,
+            format!(
+                r##"
+size = "200MiB"
+bootloader = "{bootloader}"
+secure-boot = {secure_boot}
+kernel-args = ["console=ttyS0,115200n8"]
+[remote]
+url = "http://updates.invalid/repo/"
+{bios}[[partitions]]
+role = "esp"
+label = "cairn-esp"
+size = "40MiB"
+[[partitions]]
+role = "boot"
+size = "64MiB"
+[[partitions]]
+role = "root"
+"##
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn image_of(&self, recipe: &Path, output: &Path, extra: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_cairn-compose"))
             .arg("image")
-            .arg(self.recipe())
+            .arg(recipe)
             .arg("--repo")
             .arg(self.path("repo"))
             .args(["--ref", REF, "--json", "-o"])
@@ -428,4 +466,217 @@ fn failures_release_loop_devices_and_leave_no_image() {
     // An unknown version is refused before anything is created.
     let out = fx.image(&disk, &["--version", "9.9.9"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("9.9.9 is not in the history"));
+}
+
+/// The files under `dir` of the FAT filesystem at `offset` (sectors) in `disk`, upper-cased.
+fn fat_files(disk: &Path, offset: u64, dir: &str) -> Vec<String> {
+    let out = run(Command::new("mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-b")
+        .arg("-i")
+        .arg(format!("{}@@{}", disk.display(), offset * 512))
+        .arg(format!("::{dir}")));
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim_end_matches('/').rsplit('/').next())
+        .filter(|n| !n.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A file of the FAT filesystem at `offset` (sectors) in `disk`.
+fn fat_read(disk: &Path, offset: u64, path: &str, scratch: &Path) -> Vec<u8> {
+    let _ = fs::remove_file(scratch);
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(format!("{}@@{}", disk.display(), offset * 512))
+        .arg(format!("::{path}"))
+        .arg(scratch));
+    fs::read(scratch).unwrap()
+}
+
+/// Builds a UEFI disk and checks its partitions, ESP, /boot and menu; returns the ESP's files.
+fn check_uefi_disk(fx: &Fixture, bootloader: &str, secure_boot: bool) -> Vec<String> {
+    let name = format!("{bootloader}-{secure_boot}");
+    let recipe = fx.efi_recipe(&format!("{name}.toml"), bootloader, secure_boot);
+    let disk = fx.path(&format!("{name}.raw"));
+    let out = fx.image_of(&recipe, &disk, &[]);
+    assert!(
+        out.status.success(),
+        "image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["bootloader"], bootloader);
+    assert_eq!(result["secure_boot"], secure_boot);
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+
+    let table: Value =
+        serde_json::from_str(&run(Command::new("sfdisk").arg("--json").arg(&disk))).unwrap();
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let hybrid = bootloader == "hybrid";
+    assert_eq!(parts.len(), if hybrid { 4 } else { 3 });
+    let first = if hybrid {
+        assert_eq!(parts[0]["type"], "21686148-6449-6E6F-744E-656564454649");
+        1
+    } else {
+        0
+    };
+    let (esp, boot, root) = (&parts[first], &parts[first + 1], &parts[first + 2]);
+    assert_eq!(esp["type"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+    assert_eq!(esp["name"], "cairn-esp");
+    assert_eq!(esp["size"], 40 * 2048);
+    assert_eq!(boot["type"], "0FC63DAF-8483-4772-8E79-3D69D8477DE4");
+    assert_eq!(root["type"], "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709");
+    let extent = |p: &Value| (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap());
+
+    // BIOS boot code only on a hybrid disk.
+    let mbr = fs::read(&disk).unwrap()[..512].to_vec();
+    assert_eq!(mbr.windows(4).any(|w| w == b"GRUB"), hybrid);
+
+    // The ESP: FAT32 labelled CAIRN-ESP, the removable-media path.
+    let (es, el) = extent(esp);
+    let esp_dev = run(Command::new("losetup")
+        .args(["--find", "--show", "--read-only", "--offset"])
+        .arg((es * 512).to_string())
+        .arg("--sizelimit")
+        .arg((el * 512).to_string())
+        .arg(&disk))
+    .trim()
+    .to_string();
+    let probe = run(Command::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(&esp_dev));
+    run(Command::new("losetup").arg("-d").arg(&esp_dev));
+    assert!(
+        probe.contains("TYPE=vfat") && probe.contains("VERSION=FAT32"),
+        "{probe}"
+    );
+    assert!(probe.contains("LABEL=CAIRN-ESP"), "{probe}");
+    assert_eq!(fat_files(&disk, es, "/"), ["EFI"]);
+    assert_eq!(fat_files(&disk, es, "/EFI"), ["BOOT"]);
+    let files = fat_files(&disk, es, "/EFI/BOOT");
+    assert_eq!(
+        result["esp_files"],
+        serde_json::to_value(&files).unwrap(),
+        "{result}"
+    );
+
+    let (rs, rl) = extent(root);
+    let rootm = PartMount::new(&disk, rs, rl, fx.path(&format!("mnt-{name}")));
+    let (bs, bl) = extent(boot);
+    let bootm = PartMount::new(&disk, bs, bl, fx.path(&format!("mnt-{name}/boot")));
+    let boot_uuid = run(Command::new("blkid")
+        .args(["-s", "UUID", "-o", "value"])
+        .arg(&bootm.dev))
+    .trim()
+    .to_string();
+    let scratch = fx.path("scratch");
+    let bootx64 = fat_read(&disk, es, "/EFI/BOOT/BOOTX64.EFI", &scratch);
+    assert_eq!(&bootx64[..2], b"MZ", "BOOTX64.EFI is not a PE image");
+    if secure_boot {
+        assert_eq!(
+            files,
+            ["BOOTX64.EFI", "GRUB.CFG", "GRUBX64.EFI", "MMX64.EFI"]
+        );
+        assert_eq!(
+            bootx64,
+            fs::read("/usr/lib/shim/shimx64.efi.signed").unwrap()
+        );
+        assert_eq!(
+            fat_read(&disk, es, "/EFI/BOOT/grubx64.efi", &scratch),
+            fs::read("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed").unwrap()
+        );
+        let cfg = String::from_utf8(fat_read(&disk, es, "/EFI/BOOT/grub.cfg", &scratch)).unwrap();
+        assert!(
+            cfg.contains(&format!(
+                "search --no-floppy --fs-uuid --set=root {boot_uuid}\n"
+            )),
+            "{cfg}"
+        );
+        assert!(cfg.contains("set prefix=($root)/grub\n"), "{cfg}");
+        assert!(cfg.contains("configfile ($root)/grub/grub.cfg\n"), "{cfg}");
+        assert!(!bootm.dir.join("grub/x86_64-efi").exists());
+    } else {
+        assert_eq!(files, ["BOOTX64.EFI"]);
+        // The core image finds /boot by UUID; its modules are on /boot.
+        let needle = format!("search.fs_uuid {boot_uuid} root");
+        assert!(
+            bootx64
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes()),
+            "BOOTX64.EFI does not search for /boot ({boot_uuid})"
+        );
+        assert!(bootm.dir.join("grub/x86_64-efi/normal.mod").exists());
+        assert!(bootm.dir.join("grub/x86_64-efi/loadenv.mod").exists());
+    }
+    assert_eq!(bootm.dir.join("grub/i386-pc/core.img").exists(), hybrid);
+
+    // /boot as for BIOS: the static grub.cfg, the environment block, the generated menu.
+    assert_eq!(
+        fs::read_to_string(bootm.dir.join("grub/grub.cfg")).unwrap(),
+        fs::read_to_string(data("updater/data/grub.cfg")).unwrap()
+    );
+    let env = fs::read(bootm.dir.join("grub/grubenv")).unwrap();
+    assert_eq!(env.len(), 1024);
+    assert!(env.starts_with(b"# GRUB Environment Block\n"));
+    let menu = fs::read_to_string(bootm.dir.join("loader/grub.cfg")).unwrap();
+    assert!(menu.starts_with("# Written by cairn grub-menu"), "{menu}");
+    assert!(
+        menu.contains("load_env cairn_boot_pending cairn_boot_left"),
+        "{menu}"
+    );
+    assert!(fs::symlink_metadata(bootm.dir.join("loader"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    drop(bootm);
+    drop(rootm);
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+    files
+}
+
+#[test]
+fn uefi_disks() {
+    let fx = Fixture::new();
+    fx.commit("2026.11.3", true, true);
+    check_uefi_disk(&fx, "grub-efi", false);
+    check_uefi_disk(&fx, "grub-efi", true);
+    check_uefi_disk(&fx, "hybrid", true);
+}
+
+#[test]
+fn uefi_recipe_errors_name_the_position() {
+    let fx = Fixture::new();
+    fx.commit("2026.11.1", true, true);
+    let recipe = fx.efi_recipe("bad.toml", "grub-efi", true);
+    let text = fs::read_to_string(&recipe).unwrap().replace(
+        "role = \"esp\"\nlabel = \"cairn-esp\"\nsize = \"40MiB\"\n[[partitions]]\n",
+        "",
+    );
+    fs::write(&recipe, text).unwrap();
+    let disk = fx.path("bad.raw");
+    let out = fx.image_of(&recipe, &disk, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:", recipe.display()))
+            && err.contains("partition is required (grub-efi needs esp, boot, root)"),
+        "{err}"
+    );
+    assert!(!disk.exists());
 }

@@ -8,9 +8,16 @@ agent (cairn-agent.service at boot, cairn-agent.timer every minute in this image
 service and GRUB do everything. The test only publishes releases on the HTTP server and reads
 the serial console.
 
+The disk is hybrid (BIOS and UEFI; Debian's signed shim and GRUB on the ESP) and boots under
+OVMF with Microsoft's keys enrolled and Secure Boot enforced. After each scenario the guest must
+show it booted through UEFI with Secure Boot on, so the boot counting of (3) (load_env/save_env
+of /boot/grub/grubenv) runs in Debian's signed GRUB under Secure Boot. tests/vm/e2e.py boots
+the BIOS path.
+
 Phases (each timed; the summary prints them):
   compose-v1   cairn-compose tree manifests/container-host.toml into a temp repo
-  image        cairn-compose image tests/vm/auto-recipe.toml (strategy immediate, 1-min timer)
+  image        cairn-compose image tests/vm/auto-recipe.toml (hybrid disk, secure-boot; strategy
+               immediate, 1-min timer)
   publish-v2   v1 + a marker file, committed onto the ref (ostree commit --tree=ref= --tree=dir=)
   auto-update  (1) boot v1; the agent stages v2 at boot and reboots; v2 comes up on its own
   publish-v3   v2 + a required health check that fails
@@ -138,7 +145,7 @@ def main():
         # (1) The host boots v1, finds v2, stages it and reboots into it by itself.
         with phase("auto-update"):
             t = time.monotonic()
-            guest = vm.Guest(disk, workdir)
+            guest = vm.Guest(disk, workdir, firmware="ovmf-secure-boot")
             g1 = guest.wait_for(BOOTING, 180, 0, "GRUB (v1)")
             g2 = guest.wait_for(BOOTING, 1800, g1.end(), "the agent to reboot into v2")
             until_reboot = time.monotonic() - t
@@ -164,6 +171,9 @@ def main():
                 raise TestFailure(f"v2 not marked healthy: {json.dumps(h, indent=1)}")
             if st["automatic"]["boot_counter"]["state"] != "idle":
                 raise TestFailure(f"boot counter not cleared: {st['automatic']['boot_counter']}")
+            lockdown = vm.check_uefi_secure_boot(guest)
+            log(f"guest booted through UEFI, Secure Boot enforced; kernel lockdown: {lockdown}")
+            results.append(f"UEFI under OVMF, Secure Boot enforced (SecureBoot=1), kernel lockdown: {lockdown}")
             results.append(f"(1) v1 -> v2 at boot, no command typed: {until_reboot:.0f}s from qemu "
                            f"start to GRUB booting v2, then {boot:.0f}s to a settled system")
 
@@ -193,6 +203,7 @@ def main():
             _, text = guest.sh("cairn status", 60)
             if v3 not in text or "failed its required health checks" not in text:
                 raise TestFailure(f"`cairn status` does not say why:\n{text}")
+            vm.check_uefi_secure_boot(guest)
             log("cairn status:\n" + text)
             # The agent runs at boot and every minute: it must leave v3 alone.
             quiet = guest.mark()
@@ -239,6 +250,7 @@ def main():
             failed = {f["version"]: f for f in st["automatic"]["failed_versions"]}
             if failed.get(v4, {}).get("reason") != "boot-attempts":
                 raise TestFailure(f"{v4} not recorded as failed: {failed}")
+            vm.check_uefi_secure_boot(guest)
             _, text = guest.sh("cairn status", 60)
             log("cairn status:\n" + text)
             quiet = guest.mark()

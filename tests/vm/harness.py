@@ -29,6 +29,16 @@ CONTROL = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[()][A-Za-z0-9]|[A-Za-z=>])")
 CUT_CONTROL = re.compile(r"\x1b(?:\[[0-9;?]*|[()])?$")
 
 
+# UEFI firmware for `Guest(firmware="ovmf-secure-boot")` (package ovmf): the Secure Boot build
+# (it needs SMM, hence q35,smm=on and a secure pflash) with the variable store that has
+# Microsoft's keys enrolled and Secure Boot enabled (see /usr/share/doc/ovmf/README.Debian).
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+# The EFI global variable UEFI firmware sets to 1 when Secure Boot is enforced.
+# EFI_GLOBAL_VARIABLE is 8be4df61-93ca-11d2-aa0d-00e098032b8c.
+SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
 class TestFailure(Exception):
     pass
 
@@ -61,7 +71,10 @@ def free_port():
 class Guest:
     """A qemu VM and its serial console."""
 
-    def __init__(self, disk, workdir):
+    def __init__(self, disk, workdir, firmware="bios"):
+        """`firmware`: "bios" (SeaBIOS, qemu's default machine) or "ovmf-secure-boot" (OVMF
+        with Secure Boot enforced on q35; a writable copy of the variable store in `workdir`,
+        kept across the guest's reboots)."""
         self.sock_path = os.path.join(workdir, "console.sock")
         self.log = open(os.path.join(workdir, "console.log"), "ab")
         self.buf = ""  # the console text, without control sequences
@@ -74,9 +87,28 @@ class Guest:
             "-monitor", "none",
             "-chardev", f"socket,id=s0,path={self.sock_path},server=on,wait=on",
             "-serial", "chardev:s0",
-            "-drive", f"file={disk},if=virtio,format=qcow2",
-            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
         ]
+        if firmware == "bios":
+            cmd += [
+                "-drive", f"file={disk},if=virtio,format=qcow2",
+                "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+            ]
+        elif firmware == "ovmf-secure-boot":
+            vars_copy = os.path.join(workdir, "ovmf-vars.fd")
+            shutil.copyfile(OVMF_VARS, vars_copy)
+            cmd += [
+                "-machine", "q35,smm=on",
+                "-global", "driver=cfi.pflash01,property=secure,value=on",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+                # The disk first (the variable store has no boot entries: OVMF boots the
+                # removable path EFI/BOOT/BOOTX64.EFI); no network boot ROM.
+                "-drive", f"file={disk},if=none,id=d0,format=qcow2",
+                "-device", "virtio-blk-pci,drive=d0,bootindex=0",
+                "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
+            ]
+        else:
+            raise ValueError(f"unknown firmware {firmware!r}")
         log("$ " + " ".join(cmd))
         self.qemu_log = open(os.path.join(workdir, "qemu.log"), "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.qemu_log,
@@ -194,6 +226,23 @@ class Guest:
                 self.proc.wait(10)
         self.sock.close()
         self.log.close()
+
+
+def check_uefi_secure_boot(guest):
+    """Fails unless the guest booted through UEFI with Secure Boot enforced. Returns the
+    kernel's lockdown state for the log (Debian's kernel locks itself down under Secure Boot)."""
+    guest.sh("test -d /sys/firmware/efi", 30)
+    # efivarfs is normally mounted by systemd; mount it if it is not.
+    guest.sh("mountpoint -q /sys/firmware/efi/efivars || { modprobe efivarfs && "
+             "{ mountpoint -q /sys/firmware/efi/efivars || "
+             "mount -t efivarfs efivarfs /sys/firmware/efi/efivars; }; }", 60)
+    _, out = guest.sh(f"od -An -tu1 {SECURE_BOOT_VAR}", 30)
+    # efivarfs: 4 bytes of attributes, then the value.
+    if out.split()[-1:] != ["1"]:
+        raise TestFailure(f"Secure Boot is not enforced: SecureBoot variable is {out.strip()!r}")
+    _, lockdown = guest.sh("cat /sys/kernel/security/lockdown 2>/dev/null || echo unknown", 30,
+                           check=False)
+    return lockdown.strip()
 
 
 def status(guest):

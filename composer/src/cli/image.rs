@@ -71,6 +71,18 @@ pub fn run(a: ImageArgs) -> Result<()> {
         out.disk_size >> 20,
         out.allocated >> 20
     );
+    println!(
+        "  boot:    {}{}",
+        out.bootloader.name(),
+        if out.secure_boot {
+            ", Secure Boot (signed shim and GRUB)"
+        } else {
+            ""
+        }
+    );
+    if !out.esp_files.is_empty() {
+        println!("  ESP:     /EFI/BOOT/ {}", out.esp_files.join(" "));
+    }
     println!("  kargs:   {}", out.kernel_args.join(" "));
     println!("  default: {}", out.default_entry);
     println!("  took:    {elapsed:.1}s");

@@ -234,6 +234,17 @@ pub fn mkfs_ext4(device: &Path, label: &str) -> Result<String> {
     fs_uuid(device)
 }
 
+/// Makes a FAT32 filesystem (the ESP) with `label` (upper-cased, as FAT stores it) on `device`
+/// and returns its UUID (`XXXX-XXXX`, the volume serial).
+pub fn mkfs_vfat(device: &Path, label: &str) -> Result<String> {
+    Command::new("mkfs.vfat")
+        .args(["-F", "32", "-n"])
+        .arg(label.to_ascii_uppercase())
+        .arg(device)
+        .output_checked()?;
+    fs_uuid(device)
+}
+
 /// The filesystem UUID of `device`.
 pub fn fs_uuid(device: &Path) -> Result<String> {
     let out = Command::new("blkid")
@@ -275,6 +286,8 @@ mod tests {
                 url: "http://x/".into(),
             },
             files: vec![],
+            bootloader: Default::default(),
+            secure_boot: false,
         };
         assert_eq!(
             sfdisk_script(&r),

@@ -89,6 +89,12 @@ pub struct ImageOutcome {
     pub kernel_args: Vec<String>,
     /// The GRUB menu's default entry.
     pub default_entry: String,
+    /// How the disk boots.
+    pub bootloader: recipe::Bootloader,
+    /// Whether the ESP carries the signed shim and GRUB.
+    pub secure_boot: bool,
+    /// The files in the ESP's `EFI/BOOT` (empty without an ESP).
+    pub esp_files: Vec<String>,
 }
 
 /// Removes a file on drop unless kept.
@@ -199,26 +205,59 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         .partition(Role::Root)
         .context("recipe has no root partition")?;
     let (boot_label, root_label) = (boot_part.label.clone(), root_part.label.clone());
+    let esp = recipe
+        .partition(Role::Esp)
+        .map(|(i, p)| (i, p.label.clone()));
 
-    let (kargs, default_entry) = {
+    let (kargs, default_entry, esp_files) = {
         let disk_loop = Loop::attach(&raw_path, None)?;
         let boot_loop = Loop::attach(&raw_path, Some(&extents[boot_idx]))?;
         let root_loop = Loop::attach(&raw_path, Some(&extents[root_idx]))?;
         progress.step("Making filesystems");
         let boot_uuid = disk::mkfs_ext4(boot_loop.device(), &boot_label)?;
         let root_uuid = disk::mkfs_ext4(root_loop.device(), &root_label)?;
+        let esp_loop = match &esp {
+            Some((i, label)) => {
+                let l = Loop::attach(&raw_path, Some(&extents[*i]))?;
+                disk::mkfs_vfat(l.device(), label)?;
+                Some(l)
+            }
+            None => None,
+        };
         interrupt::check()?;
         let root_mnt = Mount::new(root_loop.device(), &work.path().join("sysroot"))?;
         let boot_mnt = Mount::new(boot_loop.device(), &root_mnt.path().join("boot"))?;
 
-        progress.step("Installing GRUB (i386-pc)");
         let generator = bootloader::extract_generator(&opts.repo, &info.commit, work.path())?;
-        bootloader::install(
-            disk_loop.device(),
-            boot_mnt.path(),
-            &opts.repo,
-            &info.commit,
-        )?;
+        if recipe.bootloader.bios() {
+            progress.step("Installing GRUB (i386-pc)");
+            bootloader::install(
+                disk_loop.device(),
+                boot_mnt.path(),
+                &opts.repo,
+                &info.commit,
+            )?;
+        } else {
+            bootloader::write_static_cfg(boot_mnt.path(), &opts.repo, &info.commit)?;
+        }
+        interrupt::check()?;
+        let mut esp_files = Vec::new();
+        if let Some(esp_loop) = &esp_loop {
+            progress.step(if recipe.secure_boot {
+                "Installing shim and GRUB for UEFI Secure Boot (signed by Microsoft and Debian)"
+            } else {
+                "Installing GRUB (x86_64-efi)"
+            });
+            bootloader::install_efi(
+                esp_loop.device(),
+                boot_mnt.path(),
+                &boot_uuid,
+                recipe.secure_boot,
+                work.path(),
+            )?;
+            esp_files = bootloader::esp_files(esp_loop.device())?;
+            progress.detail(&format!("ESP /EFI/BOOT: {}", esp_files.join(" ")));
+        }
         interrupt::check()?;
 
         let tree_kargs =
@@ -247,7 +286,7 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         progress.step("Unmounting");
         boot_mnt.unmount()?;
         root_mnt.unmount()?;
-        (kargs, default_entry)
+        (kargs, default_entry, esp_files)
     };
     interrupt::check()?;
 
@@ -294,6 +333,9 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         version: info.version,
         kernel_args: kargs,
         default_entry,
+        bootloader: recipe.bootloader,
+        secure_boot: recipe.secure_boot,
+        esp_files,
     })
 }
 

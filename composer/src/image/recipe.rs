@@ -26,6 +26,8 @@ pub enum Role {
     Boot,
     /// The root filesystem (the sysroot: `ostree/repo`, deployments, `/var`), ext4.
     Root,
+    /// The EFI System Partition, FAT32: the UEFI bootloader (GRUB, or shim and signed GRUB).
+    Esp,
 }
 
 impl Role {
@@ -35,6 +37,7 @@ impl Role {
             Role::BiosBoot => "bios-boot",
             Role::Boot => "boot",
             Role::Root => "root",
+            Role::Esp => "esp",
         }
     }
 
@@ -46,6 +49,57 @@ impl Role {
             Role::Boot => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
             // The Discoverable Partitions Specification's x86-64 root.
             Role::Root => "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+            // EFI System Partition (gdisk's EF00).
+            Role::Esp => "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+        }
+    }
+}
+
+/// Smallest ESP: FAT32 needs 65525 clusters (512-byte clusters: 32 MiB) plus its tables.
+pub const ESP_MIN: u64 = 33 * MIB;
+
+/// The longest FAT volume label.
+pub const FAT_LABEL_MAX: usize = 11;
+
+/// How the disk boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootloader {
+    /// GRUB for BIOS (`i386-pc`), core image in the bios-boot partition.
+    #[default]
+    GrubI386Pc,
+    /// GRUB for x86-64 UEFI on the ESP.
+    GrubEfi,
+    /// Both on one disk: BIOS GRUB in bios-boot and UEFI GRUB on the ESP, one `/boot`.
+    Hybrid,
+}
+
+impl Bootloader {
+    /// The recipe spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bootloader::GrubI386Pc => "grub-i386-pc",
+            Bootloader::GrubEfi => "grub-efi",
+            Bootloader::Hybrid => "hybrid",
+        }
+    }
+
+    /// Boots through BIOS GRUB (needs a bios-boot partition).
+    pub fn bios(self) -> bool {
+        matches!(self, Bootloader::GrubI386Pc | Bootloader::Hybrid)
+    }
+
+    /// Boots through UEFI (needs an ESP).
+    pub fn efi(self) -> bool {
+        matches!(self, Bootloader::GrubEfi | Bootloader::Hybrid)
+    }
+
+    /// The partition roles it needs, in the usual disk order.
+    pub fn roles(self) -> &'static [Role] {
+        match self {
+            Bootloader::GrubI386Pc => &[Role::BiosBoot, Role::Boot, Role::Root],
+            Bootloader::GrubEfi => &[Role::Esp, Role::Boot, Role::Root],
+            Bootloader::Hybrid => &[Role::BiosBoot, Role::Esp, Role::Boot, Role::Root],
         }
     }
 }
@@ -96,6 +150,10 @@ pub struct Recipe {
     pub remote: Remote,
     /// Per-host files for `/etc`.
     pub files: Vec<EtcFile>,
+    /// How the disk boots.
+    pub bootloader: Bootloader,
+    /// UEFI Secure Boot: the ESP carries Debian's signed shim and GRUB.
+    pub secure_boot: bool,
 }
 
 impl Recipe {
@@ -115,6 +173,7 @@ struct RawRecipe {
     description: Option<String>,
     size: Spanned<String>,
     bootloader: Option<Spanned<String>>,
+    secure_boot: Option<Spanned<bool>>,
     #[serde(default)]
     kernel_args: Vec<Spanned<String>>,
     remote: RawRemote,
@@ -195,11 +254,31 @@ impl Recipe {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
         let size = parse_size(raw.size.get_ref()).map_err(|e| src.err(&raw.size, e))?;
-        if let Some(b) = &raw.bootloader {
-            if b.get_ref() != "grub-i386-pc" {
-                return Err(src.err(b, "the only bootloader is \"grub-i386-pc\" (GRUB for BIOS)"));
+        let bootloader = match &raw.bootloader {
+            None => Bootloader::default(),
+            Some(b) => match b.get_ref().as_str() {
+                "grub-i386-pc" => Bootloader::GrubI386Pc,
+                "grub-efi" => Bootloader::GrubEfi,
+                "hybrid" => Bootloader::Hybrid,
+                _ => return Err(src.err(
+                    b,
+                    "`bootloader` is one of \"grub-i386-pc\" (BIOS), \"grub-efi\" (UEFI), \"hybrid\" (both)",
+                )),
+            },
+        };
+        let secure_boot = match &raw.secure_boot {
+            Some(s) if *s.get_ref() && !bootloader.efi() => {
+                return Err(src.err(
+                    s,
+                    format!(
+                    "`secure-boot` needs a UEFI bootloader (\"grub-efi\" or \"hybrid\"), not {:?}",
+                    bootloader.name()
+                ),
+                ))
             }
-        }
+            Some(s) => *s.get_ref(),
+            None => false,
+        };
 
         let mut partitions = Vec::new();
         let count = raw.partitions.get_ref().len();
@@ -208,13 +287,23 @@ impl Recipe {
                 "bios-boot" => Role::BiosBoot,
                 "boot" => Role::Boot,
                 "root" => Role::Root,
+                "esp" => Role::Esp,
                 _ => {
                     return Err(src.err(
                         &p.role,
-                        "`role` is one of \"bios-boot\", \"boot\", \"root\"",
+                        "`role` is one of \"bios-boot\", \"esp\", \"boot\", \"root\"",
                     ))
                 }
             };
+            if !bootloader.roles().contains(&role) {
+                return Err(src.err(
+                    &p.role,
+                    match role {
+                        Role::Esp => format!("an \"esp\" partition is for UEFI: set bootloader = \"grub-efi\" or \"hybrid\" (this recipe's is {:?})", bootloader.name()),
+                        _ => format!("a {:?} partition is for BIOS boot: bootloader {:?} does not use it (\"hybrid\" boots both)", role.name(), bootloader.name()),
+                    },
+                ));
+            }
             if partitions.iter().any(|q: &Partition| q.role == role) {
                 return Err(src.err(
                     &p.role,
@@ -228,6 +317,12 @@ impl Recipe {
                 Some(l) if !valid_label(l.get_ref()) => {
                     return Err(src.err(l, "`label` is 1-16 letters, digits, '-' or '_'"))
                 }
+                Some(l) if role == Role::Esp && l.get_ref().len() > FAT_LABEL_MAX => {
+                    return Err(src.err(
+                        l,
+                        format!("the ESP's `label` is its FAT volume label: at most {FAT_LABEL_MAX} characters"),
+                    ))
+                }
                 Some(l) => l.get_ref().clone(),
                 None => role.name().to_string(),
             };
@@ -240,13 +335,36 @@ impl Recipe {
                         "only the last partition may omit `size` (it takes the rest of the disk)",
                     )),
                 };
+            if role == Role::Esp {
+                match (size, &p.size) {
+                    (Some(b), Some(s)) if b < ESP_MIN => {
+                        return Err(src.err(
+                            s,
+                            format!("the ESP is FAT32: at least {} MiB", ESP_MIN / MIB),
+                        ))
+                    }
+                    (None, _) => {
+                        return Err(src.err(
+                            &p.role,
+                            "the ESP needs a `size` (e.g. \"127MiB\"); let root take the rest",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
             partitions.push(Partition { role, label, size });
         }
-        for role in [Role::BiosBoot, Role::Boot, Role::Root] {
+        for &role in bootloader.roles() {
             if !partitions.iter().any(|p| p.role == role) {
+                let names: Vec<&str> = bootloader.roles().iter().map(|r| r.name()).collect();
                 return Err(src.err(
                     &raw.partitions,
-                    format!("a {:?} partition is required (grub-i386-pc needs bios-boot, boot and root)", role.name()),
+                    format!(
+                        "a {:?} partition is required ({} needs {})",
+                        role.name(),
+                        bootloader.name(),
+                        names.join(", ")
+                    ),
                 ));
             }
         }
@@ -341,6 +459,8 @@ impl Recipe {
                 url: url.clone(),
             },
             files,
+            bootloader,
+            secure_boot,
         })
     }
 }
@@ -499,5 +619,175 @@ content = "vm\n"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-recipes/qemu-bios.toml");
         let r = Recipe::read(&path).unwrap();
         assert!(r.kernel_args.iter().any(|k| k == "console=ttyS0,115200n8"));
+        assert_eq!(r.bootloader, Bootloader::GrubI386Pc);
+        assert!(!r.secure_boot);
+    }
+
+    #[test]
+    fn shipped_uefi_recipes_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let r = Recipe::read(&dir.join("image-recipes/qemu-uefi.toml")).unwrap();
+        assert_eq!(r.bootloader, Bootloader::GrubEfi);
+        assert!(r.secure_boot);
+        let roles: Vec<Role> = r.partitions.iter().map(|p| p.role).collect();
+        assert_eq!(roles, [Role::Esp, Role::Boot, Role::Root]);
+        for path in ["image-recipes/cloud-raw.toml", "tests/vm/auto-recipe.toml"] {
+            let r = Recipe::read(&dir.join(path)).unwrap();
+            assert_eq!(r.bootloader, Bootloader::Hybrid, "{path}");
+            assert!(r.secure_boot, "{path}");
+            let roles: Vec<Role> = r.partitions.iter().map(|p| p.role).collect();
+            assert_eq!(
+                roles,
+                [Role::BiosBoot, Role::Esp, Role::Boot, Role::Root],
+                "{path}"
+            );
+        }
+    }
+
+    /// GOOD as a UEFI recipe: the bios-boot partition replaced by a 127 MiB ESP.
+    fn efi(bootloader: &str, extra: &str) -> String {
+        GOOD.replace(
+            "size = \"4GiB\"\n",
+            &format!("size = \"4GiB\"\nbootloader = \"{bootloader}\"\n{extra}"),
+        )
+        .replace(
+            "role = \"bios-boot\"\nsize = \"1MiB\"",
+            "role = \"esp\"\nsize = \"127MiB\"",
+        )
+    }
+
+    #[test]
+    fn grub_efi_recipe() {
+        let r = parse(&efi("grub-efi", "secure-boot = true\n")).unwrap();
+        assert_eq!(r.bootloader, Bootloader::GrubEfi);
+        assert!(r.secure_boot);
+        assert_eq!(r.partitions[0].role, Role::Esp);
+        assert_eq!(r.partitions[0].label, "esp");
+        assert_eq!(r.partitions[0].size, Some(127 * MIB));
+        let r = parse(&efi("grub-efi", "")).unwrap();
+        assert!(!r.secure_boot);
+    }
+
+    #[test]
+    fn hybrid_recipe() {
+        let text = GOOD
+            .replace("size = \"4GiB\"\n", "size = \"4GiB\"\nbootloader = \"hybrid\"\n")
+            .replace(
+                "[[partitions]]\nrole = \"boot\"",
+                "[[partitions]]\nrole = \"esp\"\nsize = \"64MiB\"\n\n[[partitions]]\nrole = \"boot\"",
+            );
+        let r = parse(&text).unwrap();
+        assert_eq!(r.bootloader, Bootloader::Hybrid);
+        let roles: Vec<Role> = r.partitions.iter().map(|p| p.role).collect();
+        assert_eq!(roles, [Role::BiosBoot, Role::Esp, Role::Boot, Role::Root]);
+        // hybrid without the ESP, and without bios-boot.
+        let e = err(&GOOD.replace(
+            "size = \"4GiB\"\n",
+            "size = \"4GiB\"\nbootloader = \"hybrid\"\n",
+        ));
+        assert!(
+            e.starts_with("r.toml:")
+                && e.contains(
+                    "\"esp\" partition is required (hybrid needs bios-boot, esp, boot, root)"
+                ),
+            "{e}"
+        );
+        let e = err(&efi("hybrid", ""));
+        assert!(e.contains("\"bios-boot\" partition is required"), "{e}");
+    }
+
+    #[test]
+    fn grub_efi_needs_an_esp() {
+        // The first partition starts at line 9 (after the added bootloader line).
+        let text = GOOD.replace(
+            "size = \"4GiB\"\n",
+            "size = \"4GiB\"\nbootloader = \"grub-efi\"\n",
+        );
+        let e = err(&text);
+        // GOOD's bios-boot partition is refused first, at its role.
+        assert!(
+            e.starts_with("r.toml:10:8:") && e.contains("for BIOS boot"),
+            "{e}"
+        );
+        let text = text.replace(
+            "[[partitions]]\nrole = \"bios-boot\"\nsize = \"1MiB\"\n\n",
+            "",
+        );
+        let e = err(&text);
+        assert!(
+            e.contains("an \"esp\" partition is required")
+                || e.contains("a \"esp\" partition is required"),
+            "{e}"
+        );
+        assert!(e.starts_with("r.toml:"), "{e}");
+    }
+
+    #[test]
+    fn esp_with_bios_bootloader() {
+        let e = err(&efi("grub-i386-pc", ""));
+        assert!(
+            e.starts_with("r.toml:10:8:") && e.contains("is for UEFI"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secure_boot_needs_uefi() {
+        let e = err(&GOOD.replace("size = \"4GiB\"\n", "size = \"4GiB\"\nsecure-boot = true\n"));
+        assert!(
+            e.starts_with("r.toml:3:15:") && e.contains("needs a UEFI bootloader"),
+            "{e}"
+        );
+        // false is fine anywhere.
+        parse(&GOOD.replace(
+            "size = \"4GiB\"\n",
+            "size = \"4GiB\"\nsecure-boot = false\n",
+        ))
+        .unwrap();
+        let e = err(&efi("grub-efi", "secure-boot = \"yes\"\n"));
+        assert!(e.starts_with("r.toml:4:15:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_bootloader() {
+        let e = err(&GOOD.replace(
+            "size = \"4GiB\"\n",
+            "size = \"4GiB\"\nbootloader = \"systemd-boot\"\n",
+        ));
+        assert!(
+            e.starts_with("r.toml:3:14:") && e.contains("\"grub-efi\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn esp_size_and_label() {
+        let e = err(&efi("grub-efi", "").replace("127MiB", "16MiB"));
+        assert!(
+            e.starts_with("r.toml:11:8:") && e.contains("at least 33 MiB"),
+            "{e}"
+        );
+        let e = err(&efi("grub-efi", "").replace(
+            "role = \"esp\"\n",
+            "role = \"esp\"\nlabel = \"EFI-SYSTEM-1\"\n",
+        ));
+        assert!(
+            e.starts_with("r.toml:11:9:") && e.contains("at most 11"),
+            "{e}"
+        );
+        let e = err(&GOOD
+            .replace(
+                "size = \"4GiB\"\n",
+                "size = \"4GiB\"\nbootloader = \"grub-efi\"\n",
+            )
+            .replace(
+                "role = \"bios-boot\"\nsize = \"1MiB\"\n\n[[partitions]]\n",
+                "",
+            )
+            .replace(
+                "role = \"root\"",
+                "role = \"root\"\nsize = \"1GiB\"\n\n[[partitions]]\nrole = \"esp\"",
+            ));
+        assert!(e.contains("the ESP needs a `size`"), "{e}");
     }
 }
