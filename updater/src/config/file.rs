@@ -5,6 +5,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use cairn_release::toml_file::TomlFile;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -52,10 +53,7 @@ impl Invalid {
 
     pub(super) fn in_file(self, text: &str, path: &Path) -> anyhow::Error {
         match self.span {
-            Some(s) => {
-                let (line, col) = line_col(text, s.start);
-                anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), self.message)
-            }
+            Some(s) => anyhow::anyhow!("{}: {}", TomlFile::new(path, text).at(s), self.message),
             None => anyhow::anyhow!("{}: {}", path.display(), self.message),
         }
     }
@@ -152,12 +150,4 @@ pub struct HealthConfig {
     pub container_runtime: Option<Spanned<String>>,
     /// Units that must not be in the failed state.
     pub units: Vec<Spanned<String>>,
-}
-
-/// 1-based line and column of byte `offset` in `text`.
-pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }

@@ -24,6 +24,8 @@ use fn_error_context::context;
 
 pub use settings::Settings;
 
+use cairn_release::toml_file::TomlFile;
+
 /// Path of the configuration file relative to `/etc`.
 pub const RELATIVE_PATH: &str = "cairn/config.toml";
 
@@ -43,17 +45,7 @@ pub fn load(path: &Path) -> Result<Settings> {
 
 /// Parses and validates configuration text; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Settings> {
-    let file: file::ConfigFile = toml::from_str(text).map_err(|e| {
-        let (line, col) = e
-            .span()
-            .map(|s| file::line_col(text, s.start))
-            .unwrap_or((1, 1));
-        anyhow::anyhow!(
-            "{}:{line}:{col}: {}",
-            path.display(),
-            e.message().trim_end()
-        )
-    })?;
+    let file: file::ConfigFile = TomlFile::new(path, text).parse()?;
     Settings::from_file(&file, text, path)
 }
 
