@@ -42,6 +42,8 @@ REF = "cairn/bookworm/x86_64/stable"
 COMPOSE = os.path.join(ROOT, "target", "release", "cairn-compose")
 MANIFEST = os.path.join(ROOT, "manifests", "container-host.toml")
 ONE_PACKAGE = os.path.join(ROOT, "bench", "one-package.toml")
+# BENCHMARKS.md's section written by hand from bench/fleet_load's output; kept on rewrite.
+FLEET_SECTION = "## FleetLock load"
 # The composer's dracut settings (composer/src/install.rs), so the reference builds the same
 # initramfs when the kernel package is configured.
 DRACUT_CONF = 'hostonly="no"\\nadd_dracutmodules+=" ostree "\\ncompress="zstd -q -3 -T0"\\n'
@@ -414,8 +416,16 @@ def write_markdown(path, rounds, args, started, took):
                  f"one-package recompose install {med[2]:.1f} s, commit {med[3]:.1f} s; by hand "
                  f"mmdebstrap {med[4]:.0f} s, `ostree commit` {med[5]:.0f} s.")
     lines += [""] + extra + ["", "Raw numbers of every round: `build/bench/results.json` after a run."]
+    # Sections this script does not measure (the FleetLock load of bench/fleet_load) are kept.
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        at = old.find(FLEET_SECTION)
+        if at >= 0:
+            kept = "\n" + old[at:]
     with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + kept)
 
 
 def main():

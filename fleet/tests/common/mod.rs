@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +17,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+pub mod processes;
 
 /// The key prefix every test configuration uses.
 pub const PREFIX: &str = "/test-fleet/";
@@ -104,20 +105,10 @@ impl Etcd {
             .unwrap();
         let client = format!("http://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new("etcd")
-            .arg("--name")
-            .arg(&m.name)
-            .arg("--data-dir")
-            .arg(&m.dir)
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &self.initial_cluster])
+        let child = processes::etcd_member(&m.name, &m.dir, &client, &peer, &self.initial_cluster)
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", &self.token])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            .args(["--logger", "zap", "--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -328,24 +319,8 @@ impl Server {
     /// Starts the built binary on `config` and waits for its address.
     pub fn start(config: &Path, name: &str) -> Server {
         let log = config.with_file_name(format!("{name}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn-fleet"))
-            .args(["serve", "--json", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .expect("starting cairn-fleet serve");
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        if line.is_empty() {
-            let _ = child.kill();
-            panic!(
-                "cairn-fleet serve exited: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
+        let (child, line) =
+            processes::serve(Path::new(env!("CARGO_BIN_EXE_cairn-fleet")), config, &log);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         Server {
             addr: v["listen"].as_str().unwrap().to_string(),

@@ -130,9 +130,11 @@ pub struct WindowConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FleetLockConfig {
-    /// The server's base URL (`http://…`); `/v1/pre-reboot` and `/v1/steady-state` are
-    /// appended.
+    /// The server's base URL (`http://…` or `https://…`); `/v1/pre-reboot` and
+    /// `/v1/steady-state` are appended.
     pub base_url: Option<Spanned<String>>,
+    /// A PEM file of CA certificates trusted for an `https://` server, beside the system's.
+    pub ca_file: Option<Spanned<String>>,
     /// The reboot group (default `default`).
     pub group: Option<Spanned<String>>,
     /// This node's ID; default: derived from `/etc/machine-id` (an app-specific hash, so the

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::file::{ConfigFile, FleetLockConfig, HealthConfig, Invalid, UpdateConfig};
-use crate::fleet_lock::Endpoint;
+use crate::fleet_lock::{valid_token, Endpoint};
 use crate::health::settings::{HealthSettings, Runtime, DEFAULT_TIMEOUT_SECONDS};
 use crate::host::bootcount::MAX_ATTEMPTS;
 use crate::host::source::Overrides;
@@ -219,7 +219,8 @@ impl UpdateConfig {
                 if !valid_token(g.get_ref()) {
                     return Err(Invalid::at(
                         g,
-                        "[update.fleet_lock] group must be letters, digits, '-', '_' or '.'",
+                        "[update.fleet_lock] group must be 1 to 253 letters, digits, '-' or '.' \
+                         (the FleetLock protocol's alphabet)",
                     ));
                 }
                 g.get_ref().clone()
@@ -230,25 +231,36 @@ impl UpdateConfig {
             Some(i) if !valid_token(i.get_ref()) => {
                 return Err(Invalid::at(
                     i,
-                    "[update.fleet_lock] id must be letters, digits, '-', '_' or '.'",
+                    "[update.fleet_lock] id must be 1 to 253 letters, digits, '-' or '.' \
+                     (the FleetLock protocol's alphabet)",
                 ))
             }
             Some(i) => Some(i.get_ref().clone()),
+            None => None,
+        };
+        let ca_file = match &cfg.ca_file {
+            Some(f) if !endpoint.tls => {
+                return Err(Invalid::at(
+                    f,
+                    "[update.fleet_lock] ca_file needs an https:// base_url",
+                ))
+            }
+            Some(f) if !Path::new(f.get_ref()).is_absolute() => {
+                return Err(Invalid::at(
+                    f,
+                    "[update.fleet_lock] ca_file must be an absolute path",
+                ))
+            }
+            Some(f) => Some(PathBuf::from(f.get_ref())),
             None => None,
         };
         Ok(FleetLock {
             endpoint,
             group,
             id,
+            ca_file,
         })
     }
-}
-
-fn valid_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl HealthConfig {
@@ -367,8 +379,25 @@ mod tests {
         assert!(e.contains("at least one [[update.periodic.window]]"), "{e}");
         let e = err("[update]\nstrategy = \"fleet-lock\"\n");
         assert!(e.contains("base_url"), "{e}");
-        let e = err("[update.fleet_lock]\nbase_url = \"https://x\"\n");
+        let e = err("[update.fleet_lock]\nbase_url = \"ftp://x\"\n");
         assert!(e.starts_with("/etc/cairn/config.toml:2:12:"), "{e}");
+        let e = err("[update.fleet_lock]\nbase_url = \"http://x\"\ngroup = \"a_b\"\n");
+        assert!(
+            e.starts_with("/etc/cairn/config.toml:3:9:") && e.contains("alphabet"),
+            "{e}"
+        );
+        let e = err("[update.fleet_lock]\nbase_url = \"http://x\"\nid = \"n_1\"\n");
+        assert!(e.starts_with("/etc/cairn/config.toml:3:6:"), "{e}");
+        let e = err("[update.fleet_lock]\nbase_url = \"http://x\"\nca_file = \"/ca.pem\"\n");
+        assert!(
+            e.starts_with("/etc/cairn/config.toml:3:11:") && e.contains("https://"),
+            "{e}"
+        );
+        let e = err("[update.fleet_lock]\nbase_url = \"https://x\"\nca_file = \"ca.pem\"\n");
+        assert!(
+            e.starts_with("/etc/cairn/config.toml:3:11:") && e.contains("absolute"),
+            "{e}"
+        );
         let e = err("[update]\nboot_attempts = 12\n");
         assert!(e.starts_with("/etc/cairn/config.toml:2:17:"), "{e}");
         let e = err("[update]\nstratgy = \"off\"\n");

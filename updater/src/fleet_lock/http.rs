@@ -1,167 +1,154 @@
-//! Just enough HTTP/1.1 for FleetLock: one `POST` with a JSON body per connection
-//! (`Connection: close`), the response read to the end; `Content-Length` and chunked bodies.
+//! The transport: `POST` with a JSON body over `http://` or `https://`, on [`ureq`] (a
+//! blocking client: the agent is synchronous). TLS is rustls with the *ring* provider; the
+//! server's certificate is verified against the host's CA store (`rustls-native-certs`:
+//! Debian's `/etc/ssl/certs`, or whatever `SSL_CERT_FILE`/`SSL_CERT_DIR` name) plus, when
+//! configured, the certificates of one PEM file (`[update.fleet_lock] ca_file`).
+//! No proxy from the environment is used, no redirect is followed.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 /// A response.
 #[derive(Debug, Clone)]
 pub struct Response {
     /// The status code.
     pub status: u16,
-    /// The body (de-chunked).
+    /// The body.
     pub body: Vec<u8>,
 }
 
-/// Upper bound on a response we read.
+/// Upper bound on a response body we read.
 const MAX_RESPONSE: u64 = 1 << 20;
 
-/// Sends `POST path` with `body` as `application/json` to `host:port`.
-pub fn post_json(
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-    timeout: Duration,
-) -> Result<Response> {
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .with_context(|| format!("Resolving {host}"))?
+/// An HTTP(S) client with its trust roots.
+#[derive(Clone)]
+pub struct Transport {
+    agent: ureq::Agent,
+    ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// A client with `timeout` for connecting and for each read and write. With `tls`, the
+    /// trust roots are loaded now: the system's, plus `ca_file`'s when given (an unreadable
+    /// or certificate-less file is an error).
+    pub fn new(tls: bool, ca_file: Option<&Path>, timeout: Duration) -> Result<Self> {
+        let mut tls_config = TlsConfig::builder()
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+        if tls {
+            tls_config = tls_config.root_certs(RootCerts::new_with_certs(&roots(ca_file)?));
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .max_redirects(0)
+            .timeout_connect(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
+            .user_agent(format!("cairn/{}", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls_config.build())
+            .build()
+            .new_agent();
+        Ok(Transport {
+            agent,
+            ca_file: ca_file.map(Path::to_path_buf),
+        })
+    }
+
+    /// Sends `POST url` with `body` as `application/json` and `headers`; the whole response.
+    pub fn post_json(&self, url: &str, headers: &[(&str, &str)], body: &str) -> Result<Response> {
+        let mut req = self
+            .agent
+            .post(url)
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = req.send(body).map_err(|e| self.explain(e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_vec()
+            .map_err(|e| self.explain(e))
+            .context("Reading the response")?;
+        Ok(Response { status, body })
+    }
+
+    /// An error, with what to do when it is the server's certificate that was refused.
+    fn explain(&self, e: ureq::Error) -> anyhow::Error {
+        // ureq hands a failed handshake over as an I/O error wrapping rustls's.
+        let tls_error = match &e {
+            ureq::Error::Rustls(t) => Some(t),
+            ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+            _ => None,
+        };
+        let certificate = matches!(
+            tls_error,
+            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+        );
+        let e = anyhow::Error::new(e);
+        if !certificate {
+            return e;
+        }
+        let trusted = match &self.ca_file {
+            Some(f) => format!("the system's CAs nor {}", f.display()),
+            None => "the system's CAs (set [update.fleet_lock] ca_file to add one)".to_string(),
+        };
+        e.context(format!(
+            "TLS certificate error: the server's certificate is not valid for this address or \
+             is signed by none of {trusted}"
+        ))
+    }
+}
+
+/// The system's trust roots and `ca_file`'s certificates.
+fn roots(ca_file: Option<&Path>) -> Result<Vec<Certificate<'static>>> {
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        log::warn!("fleet-lock: reading the system's CA certificates: {e}");
+    }
+    let mut certs: Vec<Certificate<'static>> = native
+        .certs
+        .iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
         .collect();
-    let mut last = None;
-    let mut stream = None;
-    for a in &addrs {
-        match TcpStream::connect_timeout(a, timeout) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let mut stream = match (stream, last) {
-        (Some(s), _) => s,
-        (None, Some(e)) => return Err(e).with_context(|| format!("Connecting to {host}:{port}")),
-        (None, None) => bail!("{host} resolves to no address"),
-    };
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let host_header = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let mut req = format!(
-        "POST {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: cairn/{}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        if path.is_empty() { "/" } else { path },
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream
-        .write_all(req.as_bytes())
-        .context("Sending the request")?;
-    let mut raw = Vec::new();
-    stream
-        .take(MAX_RESPONSE)
-        .read_to_end(&mut raw)
-        .context("Reading the response")?;
-    parse_response(&raw)
-}
-
-/// Parses a complete response.
-pub fn parse_response(raw: &[u8]) -> Result<Response> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("the response has no end of headers")?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.split_whitespace();
-    let (Some(proto), Some(code)) = (parts.next(), parts.next()) else {
-        bail!("bad status line {status_line:?}");
-    };
-    if !proto.starts_with("HTTP/") {
-        bail!("bad status line {status_line:?}");
-    }
-    let status: u16 = code
-        .parse()
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let mut length = None;
-    let mut chunked = false;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            if k == "content-length" {
-                length = v.parse::<usize>().ok();
-            } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                chunked = true;
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("Reading the FleetLock CA file {}", path.display()))?;
+        let mut found = 0;
+        for item in ureq::tls::parse_pem(&pem) {
+            let item =
+                item.with_context(|| format!("Parsing the FleetLock CA file {}", path.display()))?;
+            if let PemItem::Certificate(c) = item {
+                certs.push(c);
+                found += 1;
             }
         }
-    }
-    let rest = &raw[end + 4..];
-    let body = if chunked {
-        dechunk(rest)?
-    } else {
-        match length {
-            Some(n) if n <= rest.len() => rest[..n].to_vec(),
-            Some(n) => bail!(
-                "the response body was cut short ({} of {n} bytes)",
-                rest.len()
-            ),
-            None => rest.to_vec(),
+        if found == 0 {
+            bail!(
+                "The FleetLock CA file {} holds no PEM certificate",
+                path.display()
+            );
         }
-    };
-    Ok(Response { status, body })
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunked body")?;
-        let size_text = String::from_utf8_lossy(&data[..eol]);
-        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .with_context(|| format!("bad chunk size {size_hex:?}"))?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size {
-            bail!("the chunked body was cut short");
-        }
-        out.extend_from_slice(&data[..size]);
-        data = data.get(size + 2..).unwrap_or_default();
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn responses_parse() {
-        let r = parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}junk").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
-        let r = parse_response(
-            b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (409, &b"abcde"[..]));
-        assert!(parse_response(b"garbage").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab").is_err());
+    if certs.is_empty() {
+        log::warn!(
+            "fleet-lock: no CA certificate found on this system (install ca-certificates or set \
+             [update.fleet_lock] ca_file): no https server can be verified"
+        );
     }
+    Ok(certs)
 }

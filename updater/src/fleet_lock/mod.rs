@@ -7,12 +7,13 @@
 //! carries `{"kind": …, "value": …}`. Both calls are idempotent on the server, so the agent
 //! simply repeats them on its next run after a failure.
 //!
-//! Plain `http://` only (the transport is [`http`], a small HTTP/1.1 client on
-//! `std::net`); put a TLS-terminating proxy in front of an `https://` server.
+//! `http://` and `https://` base URLs; the transport is [`http`] (ureq, rustls), which
+//! verifies an https server against the system's CAs and an optional CA file.
 
 pub mod http;
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -21,9 +22,11 @@ use serde::Deserialize;
 /// Timeout for connecting and for each read and write.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A parsed `http://host[:port][/path]` base URL.
+/// A parsed `http[s]://host[:port][/path]` base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// `https://` (TLS) rather than `http://`.
+    pub tls: bool,
     /// Host name or address (IPv6 without brackets).
     pub host: String,
     /// TCP port.
@@ -35,9 +38,16 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses a base URL.
     pub fn parse(url: &str) -> Result<Self> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            bail!("{url:?} is not an http:// URL (https is not supported; use a TLS proxy)");
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            bail!("{url:?} is not an http:// or https:// URL");
         };
+        if rest.contains(['?', '#', '@']) {
+            bail!("{url:?}: a base URL has no user, query or fragment");
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
@@ -54,13 +64,18 @@ impl Endpoint {
         if host.is_empty() {
             bail!("{url:?} names no host");
         }
+        if host.contains(|c: char| c.is_whitespace() || c == '/') {
+            bail!("{url:?}: bad host {host:?}");
+        }
         let port = match port {
             Some(p) => p
                 .parse()
                 .with_context(|| format!("{url:?}: bad port {p:?}"))?,
+            None if tls => 443,
             None => 80,
         };
         Ok(Endpoint {
+            tls,
             host: host.to_string(),
             port,
             path: path.to_string(),
@@ -70,10 +85,11 @@ impl Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
         if self.host.contains(':') {
-            write!(f, "http://[{}]:{}{}", self.host, self.port, self.path)
+            write!(f, "{scheme}://[{}]:{}{}", self.host, self.port, self.path)
         } else {
-            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+            write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.path)
         }
     }
 }
@@ -87,10 +103,20 @@ pub enum Lock {
     Denied(String),
 }
 
+/// Whether `s` is a valid FleetLock group or node ID: the protocol's `^[a-zA-Z0-9.-]+$`,
+/// at most 253 characters (as `cairn-fleet` enforces).
+pub fn valid_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
 /// A client for one node in one group.
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: Endpoint,
+    transport: http::Transport,
     group: String,
     id: String,
 }
@@ -102,13 +128,16 @@ struct ErrorBody {
 }
 
 impl Client {
-    /// A client for node `id` in `group`.
-    pub fn new(endpoint: Endpoint, group: &str, id: &str) -> Self {
-        Client {
+    /// A client for node `id` in `group`; an https server is verified against the system's
+    /// CAs and those in `ca_file` (PEM), read now.
+    pub fn new(endpoint: Endpoint, group: &str, id: &str, ca_file: Option<&Path>) -> Result<Self> {
+        let transport = http::Transport::new(endpoint.tls, ca_file, TIMEOUT)?;
+        Ok(Client {
             endpoint,
+            transport,
             group: group.to_string(),
             id: id.to_string(),
-        }
+        })
     }
 
     /// This node's ID.
@@ -121,16 +150,10 @@ impl Client {
     }
 
     fn post(&self, op: &str) -> Result<http::Response> {
-        let path = format!("{}/v1/{op}", self.endpoint.path);
-        http::post_json(
-            &self.endpoint.host,
-            self.endpoint.port,
-            &path,
-            &[("fleet-lock-protocol", "true")],
-            &self.body(),
-            TIMEOUT,
-        )
-        .with_context(|| format!("FleetLock {op} at {}", self.endpoint))
+        let url = format!("{}/v1/{op}", self.endpoint);
+        self.transport
+            .post_json(&url, &[("fleet-lock-protocol", "true")], &self.body())
+            .with_context(|| format!("FleetLock {op} at {}", self.endpoint))
     }
 
     /// `POST /v1/pre-reboot`: may this node reboot now?
@@ -184,8 +207,34 @@ mod tests {
         let e = Endpoint::parse("http://[::1]:81").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 81));
         assert_eq!(Endpoint::parse("http://fleet").unwrap().port, 80);
-        assert!(Endpoint::parse("https://fleet").is_err());
+        let e = Endpoint::parse("https://fleet.example/x").unwrap();
+        assert_eq!((e.tls, e.port, e.path.as_str()), (true, 443, "/x"));
+        assert_eq!(e.to_string(), "https://fleet.example:443/x");
+        assert!(!Endpoint::parse("http://fleet").unwrap().tls);
+        assert!(Endpoint::parse("ftp://fleet").is_err());
+        assert!(Endpoint::parse("fleet:80").is_err());
         assert!(Endpoint::parse("http://:80").is_err());
         assert!(Endpoint::parse("http://h:x").is_err());
+        assert!(Endpoint::parse("http://u@h").is_err());
+        assert!(Endpoint::parse("http://h/?q").is_err());
+    }
+
+    #[test]
+    fn tokens_follow_the_protocol_alphabet() {
+        for ok in ["a", "node-1", "workers.eu-west", "A9", &"x".repeat(253)] {
+            assert!(valid_token(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "node_1",
+            "a b",
+            "a/b",
+            "ü",
+            "a:b",
+            "a\n",
+            &"x".repeat(254),
+        ] {
+            assert!(!valid_token(bad), "{bad:?}");
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! (`POST /v1/pre-reboot`), give it back once the new deployment is healthy
 //! (`POST /v1/steady-state`). The protocol client is [`crate::fleet_lock`].
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
@@ -17,6 +19,8 @@ pub struct FleetLock {
     pub group: String,
     /// This node's ID, if configured; else derived from the machine ID.
     pub id: Option<String>,
+    /// CA certificates (PEM) trusted for an https server beside the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl FleetLock {
@@ -25,7 +29,12 @@ impl FleetLock {
             Some(id) => id.clone(),
             None => node_id_from_machine_id()?,
         };
-        Ok(Client::new(self.endpoint.clone(), &self.group, &id))
+        Client::new(
+            self.endpoint.clone(),
+            &self.group,
+            &id,
+            self.ca_file.as_deref(),
+        )
     }
 
     /// Asks for a reboot slot.
