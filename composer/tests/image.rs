@@ -470,20 +470,8 @@ fn failures_release_loop_devices_and_leave_no_image() {
 
 /// The files under `dir` of the FAT filesystem at `offset` (sectors) in `disk`, upper-cased.
 fn fat_files(disk: &Path, offset: u64, dir: &str) -> Vec<String> {
-    let out = run(Command::new("mdir")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .arg("-b")
-        .arg("-i")
-        .arg(format!("{}@@{}", disk.display(), offset * 512))
-        .arg(format!("::{dir}")));
-    let mut v: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.trim_end_matches('/').rsplit('/').next())
-        .filter(|n| !n.is_empty())
-        .map(str::to_ascii_uppercase)
-        .collect();
-    v.sort();
-    v
+    let image = PathBuf::from(format!("{}@@{}", disk.display(), offset * 512));
+    cairn_composer::image::bootloader::fat_files(&image, dir).unwrap()
 }
 
 /// A file of the FAT filesystem at `offset` (sectors) in `disk`.

@@ -7,21 +7,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod support;
+use support::run;
+
 use cairn_release::rollout::{offer, verify, Decision, Wave};
 use cairn_release::signature::{PublicKey, TrustedKeys};
 
 const S: &str = "cairn/bookworm/x86_64/stable";
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 struct Fixture {
     dir: tempfile::TempDir,

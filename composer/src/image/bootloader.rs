@@ -215,11 +215,17 @@ fn copy_efi_modules(dest: &Path) -> Result<()> {
 /// The files under `EFI/BOOT` on the ESP at `esp` (a device or image), upper-cased as FAT
 /// compares them; for the build log and tests.
 pub fn esp_files(esp: &Path) -> Result<Vec<String>> {
+    fat_files(esp, &format!("/{ESP_BOOT_DIR}"))
+}
+
+/// The names in directory `dir` (absolute) of the FAT filesystem `image` (a device, an image
+/// file, or mtools' `FILE@@BYTE-OFFSET` for one inside a disk), upper-cased and sorted.
+pub fn fat_files(image: &Path, dir: &str) -> Result<Vec<String>> {
     let out = Command::new("mdir")
         .env("MTOOLS_SKIP_CHECK", "1")
         .args(["-b", "-i"])
-        .arg(esp)
-        .arg(format!("::/{ESP_BOOT_DIR}"))
+        .arg(image)
+        .arg(format!("::{dir}"))
         .output_checked()?;
     let mut v: Vec<String> = out
         .lines()
