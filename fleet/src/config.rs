@@ -104,6 +104,11 @@ const DEFAULT_PREFIX: &str = "/cairn-fleet/";
 const DEFAULT_ETCD_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Settings {
+    /// The configured group names, comma-separated, for messages about an unknown group.
+    pub fn group_names(&self) -> String {
+        self.groups.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
     /// Reads and validates `path`.
     #[context("Reading the configuration {}", path.display())]
     pub fn load(path: &Path) -> Result<Settings> {

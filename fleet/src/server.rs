@@ -59,12 +59,7 @@ pub async fn serve(
     };
     log::info!(
         "serving FleetLock on {addr} for group(s) {}, state in etcd at {}",
-        settings
-            .groups
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", "),
+        settings.group_names(),
         settings.etcd.endpoints.join(", ")
     );
     ready(&info);
@@ -218,12 +213,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             format!(
                 "group {:?} is not configured here (configured: {})",
                 params.group,
-                settings
-                    .groups
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                settings.group_names()
             ),
         );
     };

@@ -12,12 +12,7 @@ pub async fn run(global: &Global, settings: &Settings, group: &str) -> Result<()
         bail!(
             "group {group:?} is not in {} (configured: {})",
             global.config.display(),
-            settings
-                .groups
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            settings.group_names()
         );
     }
     let forgotten = Coordinator::new(settings)
