@@ -265,12 +265,7 @@ fn builds_a_bootable_disk() {
     assert_eq!(fs::metadata(&disk).unwrap().len(), 200 << 20);
 
     // The partition table.
-    let table: Value =
-        serde_json::from_str(&run(Command::new("sfdisk").arg("--json").arg(&disk))).unwrap();
-    let parts = table["partitiontable"]["partitions"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let (table, parts) = partition_table(&disk);
     assert_eq!(table["partitiontable"]["label"], "gpt");
     assert_eq!(parts.len(), 3);
     assert_eq!(parts[0]["type"], "21686148-6449-6E6F-744E-656564454649");
@@ -468,6 +463,17 @@ fn failures_release_loop_devices_and_leave_no_image() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("9.9.9 is not in the history"));
 }
 
+/// `sfdisk --json` of `disk`: the whole table and its partitions.
+fn partition_table(disk: &Path) -> (Value, Vec<Value>) {
+    let table: Value =
+        serde_json::from_str(&run(Command::new("sfdisk").arg("--json").arg(disk))).unwrap();
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    (table, parts)
+}
+
 /// The files under `dir` of the FAT filesystem at `offset` (sectors) in `disk`, upper-cased.
 fn fat_files(disk: &Path, offset: u64, dir: &str) -> Vec<String> {
     let image = PathBuf::from(format!("{}@@{}", disk.display(), offset * 512));
@@ -506,12 +512,7 @@ fn check_uefi_disk(fx: &Fixture, bootloader: &str, secure_boot: bool) -> Vec<Str
         fx.leftovers()
     );
 
-    let table: Value =
-        serde_json::from_str(&run(Command::new("sfdisk").arg("--json").arg(&disk))).unwrap();
-    let parts = table["partitiontable"]["partitions"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let (_, parts) = partition_table(&disk);
     let hybrid = bootloader == "hybrid";
     assert_eq!(parts.len(), if hybrid { 4 } else { 3 });
     let first = if hybrid {
