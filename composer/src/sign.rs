@@ -182,6 +182,22 @@ pub fn check_key_is_shipped(
     )
 }
 
+/// Where a compose that signs with `key_file` puts its public half when the manifest ships no
+/// trusted key: hosts made from the tree then verify every release signed with it, without
+/// anyone turning verification on (`require_signature` defaults to on when keys are present).
+pub fn ship_signing_key(key: &SecretKey, key_file: &Path) -> FileEntry {
+    let name = key_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty() && !s.starts_with('.'))
+        .unwrap_or_else(|| "release".to_string());
+    FileEntry {
+        source: FileSource::Content(format!("{}\n", key.public().to_base64())),
+        dest: format!("/{}/{name}.pub", TRUSTED_DIRS[0]),
+        mode: Some(0o644),
+    }
+}
+
 /// The warning an unsigned compose prints.
 pub fn unsigned_warning(shipped: &[ShippedKey]) -> String {
     if shipped.is_empty() {
@@ -285,6 +301,24 @@ mod tests {
             dest: dest.into(),
             mode: None,
         }
+    }
+
+    #[test]
+    fn a_tree_that_ships_no_key_trusts_the_signing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = keygen(&dir.path().join("build-key.key")).unwrap();
+        let key = SecretKey::load(&pair.secret).unwrap();
+        let shipped = ship_signing_key(&key, &pair.secret);
+        assert_eq!(shipped.dest, "/usr/lib/cairn/trusted.d/build-key.pub");
+        // What lands in the tree is a key file the manifest check (and the updater) reads as
+        // exactly this key, so the next compose with the same key passes the shipped-key check.
+        let found = shipped_keys(std::slice::from_ref(&shipped)).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].keys[0].to_base64(), pair.public_key);
+        check_key_is_shipped(&key, &pair.secret, Path::new("m.toml"), &found).unwrap();
+        let other = keygen(&dir.path().join("other.key")).unwrap();
+        let other = SecretKey::load(&other.secret).unwrap();
+        assert!(check_key_is_shipped(&other, &pair.secret, Path::new("m.toml"), &found).is_err());
     }
 
     #[test]

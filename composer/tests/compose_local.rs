@@ -215,6 +215,12 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
         "the signature is in the detached metadata"
     );
     let c2 = second["commit"].as_str().unwrap().to_string();
+    // The manifest ships no trusted key, so the tree trusts the one it was signed with.
+    let public = fs::read_to_string(dir.join("release.key.pub")).unwrap();
+    assert_eq!(
+        ostree_cat(&repo, &c2, "/usr/lib/cairn/trusted.d/release.pub").unwrap(),
+        public
+    );
     assert_eq!(
         ostree_cat(&repo, &c2, "/usr/share/cairn-hello/greeting").unwrap(),
         "hello 1.1\n"
@@ -280,6 +286,9 @@ fn compose_recompose_upgrade_diff_lockfile_and_failure() {
         second["lockfile"].as_str().unwrap().to_string(),
         "--write-lockfile".into(),
         dir.join("fresh2.lock.json").display().to_string(),
+        // Signed as c2 was, so the tree trusts the same key file.
+        "--sign-key".into(),
+        key.display().to_string(),
     ]);
     let fresh2 = compose_json(&fresh2);
     assert_eq!(fresh2["install"]["mode"], "fresh", "{fresh2}");

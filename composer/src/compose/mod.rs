@@ -106,7 +106,7 @@ pub enum Outcome {
 
 /// Runs a compose.
 pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
-    let manifest = Manifest::load(&opts.manifest)?;
+    let mut manifest = Manifest::load(&opts.manifest)?;
     let repo_parent = absolute(&opts.repo)?
         .parent()
         .map(Path::to_path_buf)
@@ -126,6 +126,16 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         Some(path) => {
             let key = SecretKey::load(path)?;
             crate::sign::check_key_is_shipped(&key, path, &opts.manifest, &shipped)?;
+            if shipped.is_empty() {
+                let entry = crate::sign::ship_signing_key(&key, path);
+                eprintln!(
+                    "note: {} ships no trusted key: the tree trusts {}'s public half as {}",
+                    opts.manifest.display(),
+                    path.display(),
+                    entry.dest
+                );
+                manifest.files.push(entry);
+            }
             Some(key)
         }
         None => {

@@ -148,6 +148,29 @@ impl Loop {
     }
 }
 
+impl Loop {
+    /// Waits for a detach to finish. The kernel answers a detach of a device someone still
+    /// holds open (udev probing the new partition table) with success, marks it to clear
+    /// when the last user closes it, and keeps the backing file attached until then; the
+    /// caller's "nothing is left attached" must hold when the build returns.
+    fn wait_detached(&self) {
+        let Some(name) = self.device.file_name() else {
+            return;
+        };
+        let backing = Path::new("/sys/block").join(name).join("loop/backing_file");
+        for _ in 0..50 {
+            if !backing.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!(
+            "warning: {} is still attached 5 s after its detach",
+            self.device.display()
+        );
+    }
+}
+
 impl Drop for Loop {
     fn drop(&mut self) {
         // The kernel may still hold the device for a moment after an unmount.
@@ -157,7 +180,7 @@ impl Drop for Loop {
                 .arg(&self.device)
                 .run_checked()
             {
-                Ok(()) => return,
+                Ok(()) => return self.wait_detached(),
                 Err(e) if !Path::new(&self.device).exists() => {
                     eprintln!("warning: {e:#}");
                     return;
