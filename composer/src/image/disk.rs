@@ -146,9 +146,7 @@ impl Loop {
     pub fn device(&self) -> &Path {
         &self.device
     }
-}
 
-impl Loop {
     /// Waits for a detach to finish. The kernel answers a detach of a device someone still
     /// holds open (udev probing the new partition table) with success, marks it to clear
     /// when the last user closes it, and keeps the backing file attached until then; the
