@@ -3,7 +3,7 @@
 
     sudo tests/vm/auto.py [--workdir DIR] [--keep] [--v1-from REPO]
 
-Nothing is typed into the guest between the first boot and the checks of each scenario: the
+Nothing is typed into the guest between the first boot and the checks of scenarios (1)-(3): the
 agent (cairn-agent.service at boot, cairn-agent.timer every minute in this image), the health
 service and GRUB do everything. The test only publishes releases on the HTTP server and reads
 the serial console.
@@ -26,6 +26,14 @@ Phases (each timed; the summary prints them):
   publish-v4   v2 with an initramfs the kernel cannot use (its root cannot be mounted; panic=10)
   boot-counter (3) the timer stages v4, reboots; v4 panics 3 times; GRUB's counter boots v2;
                the health service records v4 and makes v2 the default again
+  publish-v5   v2 + a marker file; the test sets reboot_when_logged_in = false on the host
+  manners      (4) the timer stages v5; the serial console's logged-in root holds the reboot
+               back (agent.json, `cairn status`); with reboot_when_logged_in = true a shutdown
+               inhibitor (systemd-inhibit) still holds it; once the inhibitor is gone and root
+               logs out of the console, the agent reboots into v5
+
+Scenarios (1)-(3) reboot with root logged in on the console (the recipe allows it), and (1)
+checks the agent's wall warning reached that console before its reboot.
 
 v2–v4 are derived from the composed v1 with `ostree commit` overlays (seconds each) instead of
 full composes: what is tested is the host side.
@@ -34,6 +42,7 @@ full composes: what is tested is the host side.
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -44,6 +53,8 @@ from harness import BOOTING, COMPOSE, REF, ROOT, TestFailure, capture, log, run 
 
 RECIPE = os.path.join(ROOT, "tests", "vm", "auto-recipe.toml")
 AGENT_PERIOD = 60  # seconds: the timer in auto-recipe.toml
+# The agent's wall message before a reboot (wall wraps long lines; this is the start of it).
+WALL = re.compile(r"Cairn: this machine reboots in \d+ s into")
 
 
 def next_version(v):
@@ -73,6 +84,30 @@ def write(path, content, mode=0o644):
     with open(path, "wb") as f:
         f.write(content if isinstance(content, bytes) else content.encode())
     os.chmod(path, mode)
+
+
+def set_reboot_when_logged_in(guest, allowed):
+    value = "true" if allowed else "false"
+    guest.sh(f"sed -i 's/^reboot_when_logged_in = .*/reboot_when_logged_in = {value}/' "
+             f"/etc/cairn/config.toml && grep -qx 'reboot_when_logged_in = {value}' "
+             "/etc/cairn/config.toml", 30)
+
+
+def held_reason(agent):
+    return (agent.get("reboot_held") or {}).get("reason", "")
+
+
+def wait_agent(status, done, timeout, what):
+    """Polls `cairn status --json` until `done(agent record)`; returns that record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        agent = status()["automatic"]["agent"] or {}
+        if done(agent):
+            log(f"agent: {agent.get('message')}")
+            return agent
+        if time.monotonic() > deadline:
+            raise TestFailure(f"timed out after {timeout}s waiting for {what}: {agent.get('message')!r}")
+        time.sleep(15)
 
 
 def booted_version(st):
@@ -152,6 +187,9 @@ def main():
             g1 = guest.wait_for(BOOTING, 180, 0, "GRUB (v1)")
             g2 = guest.wait_for(BOOTING, 1800, g1.end(), "the agent to reboot into v2")
             until_reboot = time.monotonic() - t
+            # The agent warned the logged-in console (wall) before it rebooted.
+            if not WALL.search(guest.buf, g1.end(), g2.start()):
+                raise TestFailure("no wall warning from the agent on the console before its reboot")
             boot = vm.wait_booted(guest, g2.end(), time.monotonic())
             st = status()
             if booted_version(st) != v2:
@@ -267,6 +305,65 @@ def main():
             results.append(f"(3) v4 cannot mount root: {to_v4:.0f}s until GRUB booted v4, {attempts} "
                            f"boots of v4 ({panics} kernel panics seen), {to_fallback:.0f}s until GRUB "
                            f"booted v2 by itself; v4 recorded, not retried in {waited:.0f} s")
+        with phase("publish-v5"):
+            set_reboot_when_logged_in(guest, False)
+            ov = os.path.join(workdir, "overlay-v5")
+            write(os.path.join(ov, "usr/lib/cairn-e2e/release"), "v5\n")
+            v5 = next_version(v4)
+            mark = guest.mark()
+            publish(repo, v2_commit, ov, v5, "e2e v5: v2 + a marker file (reboot manners)")
+
+        # (4) A logged-in user, then a shutdown inhibitor, hold the agent's reboot into v5 back;
+        # with both gone it goes through.
+        with phase("manners"):
+            t = time.monotonic()
+            agent = wait_agent(status, lambda a: "logged in" in held_reason(a), 600,
+                               "the agent to hold the reboot into v5 for the logged-in root")
+            sessions = agent["reboot_held"]["sessions"]
+            if not any(s["user"] == "root" and s["tty"] == "ttyS0" for s in sessions):
+                raise TestFailure(f"the hold does not name root on ttyS0: {agent['reboot_held']}")
+            _, text = guest.sh("cairn status", 60)
+            if "reboot held back since" not in text or "root on ttyS0 is logged in" not in text:
+                raise TestFailure(f"`cairn status` does not say the reboot is held back:\n{text}")
+            log("cairn status:\n" + text)
+            by_login = time.monotonic() - t
+
+            set_reboot_when_logged_in(guest, True)
+            guest.sh("systemd-run --unit=e2e-inhibit systemd-inhibit --what=shutdown --mode=block "
+                     "--who=auto.py --why='auto.py holds the reboot' sleep 3600", 60)
+            agent = wait_agent(status, lambda a: "auto.py holds the reboot" in held_reason(a), 600,
+                               "the agent to hold the reboot into v5 for the inhibitor")
+            if agent["reboot_held"]["sessions"]:
+                raise TestFailure(f"users may be rebooted on, yet they hold it: {agent['reboot_held']}")
+            if BOOTING in guest.buf[mark:]:
+                raise TestFailure("the host rebooted while its reboot was held back")
+            by_inhibitor = time.monotonic() - t - by_login
+
+            # Release the inhibitor, hold for logins again, and log out of the console (the
+            # autologin is switched off until the next boot, from /run).
+            guest.sh("systemctl stop e2e-inhibit.service", 60)
+            set_reboot_when_logged_in(guest, False)
+            guest.sh("mkdir -p /run/systemd/system/serial-getty@ttyS0.service.d && printf "
+                     "'[Service]\\nExecStart=\\nExecStart=-/sbin/agetty --noclear --keep-baud "
+                     "115200,57600,38400,9600 %%I dumb\\n' > "
+                     "/run/systemd/system/serial-getty@ttyS0.service.d/zz-no-autologin.conf && "
+                     "systemctl daemon-reload", 60)
+            out = guest.mark()
+            guest.send("\rexit\r")
+            guest.wait_for(r"login:", 120, out, "a login prompt after logging out")
+            logged_out = time.monotonic()
+            g7 = guest.wait_for(BOOTING, 600, out, "the agent to reboot into v5 after the logout")
+            after_logout = time.monotonic() - logged_out
+            vm.wait_booted(guest, g7.end(), time.monotonic())
+            st = status()
+            if booted_version(st) != v5:
+                raise TestFailure(f"expected {v5} booted: {vm.versions(st)}")
+            agent = st["automatic"]["agent"] or {}
+            if (agent.get("rebooted_into") or {}).get("version") != v5:
+                raise TestFailure(f"the agent did not record rebooting into {v5}: {agent}")
+            results.append(f"(4) v5 held back {by_login:.0f}s until the agent named root on ttyS0, then "
+                           f"{by_inhibitor:.0f}s until it named the inhibitor; rebooted into v5 "
+                           f"{after_logout:.0f}s after root logged out")
         ok = True
     except TestFailure as e:
         log(f"FAILED: {e}")

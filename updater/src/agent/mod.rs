@@ -10,8 +10,10 @@
 //! Each transition is a method; a transition not in this picture is an error
 //! ([`IllegalTransition`]), never a panic. What happened and why (above all, why the agent did
 //! or did not reboot) is recorded in `/var/lib/cairn/agent.json` ([`AgentRecord`]) for
-//! `cairn status`, and logged. The work of a run is in [`run`].
+//! `cairn status`, and logged. The work of a run is in [`run`]; [`manners`] holds a reboot
+//! back while someone is logged in or an inhibitor blocks shutdown.
 
+pub mod manners;
 pub mod run;
 
 use std::fmt;
@@ -213,6 +215,9 @@ pub struct AgentRecord {
     /// Local `/etc` files the staged update kept although their default changed.
     #[serde(default)]
     pub etc_conflicts: Vec<crate::ops::etc::EtcConflict>,
+    /// Why the reboot into the staged release waits for people or programs on the machine.
+    #[serde(default)]
+    pub reboot_held: Option<manners::RebootHold>,
 }
 
 #[cfg(test)]

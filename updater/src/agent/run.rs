@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use fn_error_context::context;
 
+use super::manners::{self, Present, RebootHold};
 use super::{AgentRecord, Machine, State, FILE};
 use crate::config::Settings;
 use crate::failed;
@@ -168,6 +169,13 @@ fn steps(
     };
     rec.staged = Some(staged.clone());
 
+    // Manners before the strategy: a reboot held back must not take a FleetLock slot.
+    if strategy.reboots() {
+        if let Some(hold) = reboot_hold(host, settings, previous, &staged) {
+            return postpone_for(m, rec, &staged, hold);
+        }
+    }
+
     let moment = Moment {
         now: state::now(),
         booted_timestamp: current.timestamp,
@@ -177,6 +185,28 @@ fn steps(
         .unwrap_or_else(|e| Decision::Postpone(format!("{e:#}; retrying on the next run")));
     match decision {
         Decision::Reboot(why) => {
+            if host.is_booted() {
+                let delay = settings.reboot.delay;
+                crate::host::reboot::announce(&manners::announcement(
+                    &staged.describe(),
+                    delay.as_secs(),
+                ));
+                if !delay.is_zero() {
+                    log::info!(
+                        "rebooting into {} in {} s: {why}",
+                        staged.describe(),
+                        delay.as_secs()
+                    );
+                    std::thread::sleep(delay);
+                    // Someone may have logged in, or taken an inhibitor, meanwhile.
+                    if let Some(hold) = reboot_hold(host, settings, previous, &staged) {
+                        if let Err(e) = strategy.report_steady() {
+                            log::warn!("{e:#}; the reboot slot stays taken until the next run");
+                        }
+                        return postpone_for(m, rec, &staged, hold);
+                    }
+                }
+            }
             m.rebooting()?;
             rec.message = format!("rebooting into {}: {why}", staged.describe());
             rec.rebooted_into = Some(staged.clone());
@@ -206,6 +236,60 @@ fn steps(
         m.state(),
         State::Rebooting(_) | State::RebootPostponed(..)
     ));
+    Ok(())
+}
+
+/// What holds the reboot into `staged` back on this machine now, if anything; the hold keeps
+/// the time it began when an earlier run held the same release.
+fn reboot_hold(
+    host: &Host,
+    settings: &Settings,
+    previous: &AgentRecord,
+    staged: &Release,
+) -> Option<RebootHold> {
+    if !host.is_booted() {
+        // Nobody uses a sysroot that is not running, and the agent does not reboot it.
+        return None;
+    }
+    let since = previous
+        .reboot_held
+        .as_ref()
+        .filter(|_| previous.staged.as_ref().map(|s| &s.commit) == Some(&staged.commit))
+        .map_or_else(state::now, |h| h.since);
+    match Present::ask() {
+        Ok(present) => {
+            let (reason, by) = manners::hold(&settings.reboot, &present)?;
+            Some(RebootHold {
+                since,
+                reason,
+                sessions: by.sessions,
+                inhibitors: by.inhibitors,
+            })
+        }
+        // Rebooting blind could cut someone off; the timer asks again.
+        Err(e) => Some(RebootHold {
+            since,
+            reason: format!("cannot tell who is logged in ({e:#})"),
+            sessions: Vec::new(),
+            inhibitors: Vec::new(),
+        }),
+    }
+}
+
+fn postpone_for(
+    m: &mut Machine,
+    rec: &mut AgentRecord,
+    staged: &Release,
+    hold: RebootHold,
+) -> Result<()> {
+    rec.message = format!(
+        "{} is staged; not rebooting: {}; the timer tries again",
+        staged.describe(),
+        hold.reason
+    );
+    log::info!("{}", rec.message);
+    m.reboot_postponed(hold.reason.clone())?;
+    rec.reboot_held = Some(hold);
     Ok(())
 }
 

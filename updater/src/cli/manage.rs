@@ -52,6 +52,7 @@ pub(super) fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<ExitCode> {
         );
     }
     if args.reboot {
+        crate::agent::manners::warn_present();
         crate::host::reboot::reboot(&ctx.host)?;
     }
     Ok(ExitCode::SUCCESS)

@@ -123,6 +123,7 @@ fn finish(
                 }
             }
             if reboot {
+                crate::agent::manners::warn_present();
                 crate::host::reboot::reboot(&ctx.host)?;
             } else if ctx.host.is_booted() && !json {
                 println!("Reboot to use it (`systemctl reboot`).");

@@ -99,6 +99,10 @@ pub struct UpdateConfig {
     /// Boot attempts a new deployment gets before GRUB returns to the previous one (1–9,
     /// default 3).
     pub boot_attempts: Option<Spanned<u32>>,
+    /// Reboot while someone is logged in (default false: the agent postpones).
+    pub reboot_when_logged_in: Option<bool>,
+    /// Seconds between the agent's warning to logged-in users and its reboot (default 60).
+    pub reboot_delay: Option<Spanned<u64>>,
     /// `[update.periodic]`.
     pub periodic: PeriodicConfig,
     /// `[update.fleet_lock]`.

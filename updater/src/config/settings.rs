@@ -21,6 +21,31 @@ use crate::weekly;
 /// The default number of boot attempts of a new deployment.
 pub const DEFAULT_BOOT_ATTEMPTS: u32 = 3;
 
+/// The default seconds between the agent's warning and its reboot.
+pub const DEFAULT_REBOOT_DELAY_SECONDS: u64 = 60;
+
+/// The longest `reboot_delay` accepted: the agent waits in its run, and a longer notice is a
+/// maintenance window (`strategy = "periodic"`).
+pub const MAX_REBOOT_DELAY_SECONDS: u64 = 3600;
+
+/// `[update] reboot_when_logged_in` and `reboot_delay`: how the agent reboots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebootManners {
+    /// Reboot although someone is logged in (their session is warned first).
+    pub when_logged_in: bool,
+    /// Between the warning to logged-in users and the reboot.
+    pub delay: Duration,
+}
+
+impl Default for RebootManners {
+    fn default() -> Self {
+        RebootManners {
+            when_logged_in: false,
+            delay: Duration::from_secs(DEFAULT_REBOOT_DELAY_SECONDS),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -34,6 +59,8 @@ pub struct Settings {
     pub strategy: Strategy,
     /// `[update] boot_attempts`: boot attempts of a new deployment.
     pub boot_attempts: u32,
+    /// `[update] reboot_when_logged_in`, `reboot_delay`.
+    pub reboot: RebootManners,
     /// `[health]`.
     pub health: HealthSettings,
 }
@@ -46,6 +73,7 @@ impl Default for Settings {
             require_signature: None,
             strategy: Strategy::Immediate,
             boot_attempts: DEFAULT_BOOT_ATTEMPTS,
+            reboot: RebootManners::default(),
             health: HealthSettings::default(),
         }
     }
@@ -58,6 +86,7 @@ impl Settings {
         let in_file = |e: Invalid| e.in_file(text, path);
         let strategy = file.update.strategy().map_err(in_file)?;
         let boot_attempts = file.update.boot_attempts().map_err(in_file)?;
+        let reboot = file.update.reboot_manners().map_err(in_file)?;
         let health = file.health.settings().map_err(in_file)?;
         Ok(Settings {
             source: Overrides {
@@ -69,6 +98,7 @@ impl Settings {
             require_signature: file.verify.require_signature,
             strategy,
             boot_attempts,
+            reboot,
             health,
         })
     }
@@ -120,6 +150,27 @@ impl UpdateConfig {
                 format!("[update] boot_attempts must be 1 to {}", MAX_ATTEMPTS),
             )),
         }
+    }
+
+    /// How the agent reboots.
+    fn reboot_manners(&self) -> Result<RebootManners, Invalid> {
+        let delay = match &self.reboot_delay {
+            None => DEFAULT_REBOOT_DELAY_SECONDS,
+            Some(d) if *d.get_ref() <= MAX_REBOOT_DELAY_SECONDS => *d.get_ref(),
+            Some(d) => {
+                return Err(Invalid::at(
+                    d,
+                    format!(
+                        "[update] reboot_delay must be 0 to {MAX_REBOOT_DELAY_SECONDS} seconds; \
+                         for a later reboot use strategy = \"periodic\" with a window"
+                    ),
+                ))
+            }
+        };
+        Ok(RebootManners {
+            when_logged_in: self.reboot_when_logged_in.unwrap_or(false),
+            delay: Duration::from_secs(delay),
+        })
     }
 
     /// The validated strategy (default `immediate`).
@@ -324,6 +375,20 @@ mod tests {
         let c = parse("", Path::new("c")).unwrap();
         assert_eq!(c.strategy, Strategy::Immediate);
         assert_eq!(c.boot_attempts, 3);
+        assert_eq!(c.reboot, RebootManners::default());
+        assert!(!c.reboot.when_logged_in);
+        assert_eq!(c.reboot.delay, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn reboot_manners_parse() {
+        let c = parse(
+            "[update]\nreboot_when_logged_in = true\nreboot_delay = 0\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert!(c.reboot.when_logged_in);
+        assert_eq!(c.reboot.delay, Duration::ZERO);
     }
 
     #[test]
@@ -400,6 +465,11 @@ mod tests {
         );
         let e = err("[update]\nboot_attempts = 12\n");
         assert!(e.starts_with("/etc/cairn/config.toml:2:17:"), "{e}");
+        let e = err("[update]\nreboot_delay = 7200\n");
+        assert!(
+            e.starts_with("/etc/cairn/config.toml:2:16:") && e.contains("periodic"),
+            "{e}"
+        );
         let e = err("[update]\nstratgy = \"off\"\n");
         assert!(
             e.starts_with("/etc/cairn/config.toml:2:1: unknown field `stratgy`"),

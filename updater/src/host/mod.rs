@@ -8,12 +8,13 @@
 //! (signatures); [`space`] refuses a deployment `/boot` cannot hold; [`grub`] chooses the GRUB menu generator and [`bootcount`] lets GRUB count boot
 //! attempts; [`kargs`] edits kernel argument lists; [`import`] writes a checked bundle into the
 //! repository; [`state`] keeps the small JSON files under
-//! `/var/lib/cairn`; [`reboot`] restarts the machine.
+//! `/var/lib/cairn`; [`reboot`] restarts the machine and [`logind`] says who that would disturb.
 
 pub mod bootcount;
 pub mod grub;
 pub mod import;
 pub mod kargs;
+pub mod logind;
 pub mod progress;
 pub mod pull;
 pub mod reboot;

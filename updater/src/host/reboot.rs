@@ -1,5 +1,5 @@
 //! Restarting the machine into what was staged (`--reboot`, the agent, a health rollback),
-//! through systemd.
+//! through systemd, and the warning to logged-in users before it.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,8 +35,23 @@ fn finalize_before_reboot() -> Result<()> {
     Ok(())
 }
 
+/// Sends `message` to the terminals of everyone logged in (`wall`). A failure is logged: the
+/// warning is a courtesy, not a condition of the reboot.
+pub fn announce(message: &str) {
+    match Command::new("wall").arg(message).status() {
+        Ok(s) if s.success() => log::info!("told logged-in users: {message}"),
+        Ok(s) => log::warn!("wall failed ({s}); logged-in users were not warned"),
+        Err(e) => log::warn!("cannot run wall ({e}); logged-in users were not warned"),
+    }
+}
+
 /// Restarts the machine through systemd. Only meaningful on a booted host: elsewhere it warns
 /// and does nothing.
+///
+/// Whoever asks has decided already: the agent held back for users and inhibitors itself
+/// ([`crate::agent::manners`]), an administrator's `--reboot` is not held back, and a health
+/// rollback must not wait. So systemctl is told not to check inhibitors (on a terminal it
+/// would refuse the administrator while another user is logged in).
 pub fn reboot(host: &Host) -> Result<()> {
     if !host.is_booted() {
         log::warn!(
@@ -48,7 +63,7 @@ pub fn reboot(host: &Host) -> Result<()> {
     finalize_before_reboot()?;
     log::info!("rebooting into the new deployment");
     let status = Command::new("systemctl")
-        .arg("reboot")
+        .args(["reboot", "--check-inhibitors=no"])
         .status()
         .context("Running systemctl reboot")?;
     if !status.success() {

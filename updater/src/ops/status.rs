@@ -224,6 +224,14 @@ fn render_auto(out: &mut String, a: &AutoStatus) {
             if let Some(s) = &r.staged {
                 let _ = writeln!(out, "  staged by the agent: {}", s.describe());
             }
+            if let Some(h) = &r.reboot_held {
+                let _ = writeln!(
+                    out,
+                    "  reboot held back since {}: {}",
+                    crate::host::state::format_time(h.since),
+                    h.reason
+                );
+            }
             if let Some(e) = &r.error {
                 let _ = writeln!(out, "  error: {e}");
             }

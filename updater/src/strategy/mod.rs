@@ -68,6 +68,11 @@ impl Strategy {
         !matches!(self, Strategy::Off)
     }
 
+    /// Whether the agent ever reboots by itself.
+    pub fn reboots(&self) -> bool {
+        !matches!(self, Strategy::Off | Strategy::DownloadOnly)
+    }
+
     /// Whether the agent may reboot into a staged deployment now.
     pub fn decide(&self, moment: &Moment) -> Result<Decision> {
         Ok(match self {
