@@ -14,14 +14,14 @@
 //! 5. Of what is left, the newest offered release wins. When none is offered yet, the decision
 //!    says which will be first and when.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::policy::{Policy, Release};
 use super::wave::Wave;
 use crate::version;
 
 /// What a host should do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "kebab-case")]
 pub enum Decision {
     /// Update to this release now.
@@ -50,7 +50,7 @@ pub enum Decision {
 }
 
 /// Why a release is offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// Its rollout reached this host's wave.
@@ -62,7 +62,7 @@ pub enum Reason {
 }
 
 /// Why nothing is offered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Stay {
     /// The policy does not list the stream.

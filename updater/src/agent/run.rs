@@ -126,15 +126,18 @@ fn steps(
             rec.offered = Some(check.remote.clone());
             let tip = check.remote;
             if !check.update_available {
-                rec.message = format!(
-                    "up to date: {} offers {}, {} boots next",
-                    check.refspec,
-                    tip.describe(),
-                    check
-                        .current
-                        .as_ref()
-                        .map_or("nothing".into(), Release::describe)
-                );
+                let next = check
+                    .current
+                    .as_ref()
+                    .map_or("nothing".into(), Release::describe);
+                rec.message = match &check.rollout {
+                    Some(r) => format!("up to date: {}; {next} boots next", r.describe()),
+                    None => format!(
+                        "up to date: {} offers {}, {next} boots next",
+                        check.refspec,
+                        tip.describe()
+                    ),
+                };
                 log::info!("{}", rec.message);
                 m.no_new_update()?;
                 return Ok(());

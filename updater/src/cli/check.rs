@@ -40,6 +40,9 @@ pub(super) fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
                 .map_or("nothing".into(), |c| c.describe())
         );
     }
+    if let (Some(rollout), false) = (&r.rollout, args.json) {
+        println!("Rollout: {}", rollout.describe());
+    }
     Ok(ExitCode::from(if r.update_available {
         exit::OK
     } else {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// The whole file, as written.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigFile {
     /// Where updates come from.
@@ -91,7 +91,7 @@ pub struct VerifyConfig {
 }
 
 /// `[update]` as written in the file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpdateConfig {
     /// `off`, `immediate` (default), `periodic`, `fleet-lock` or `download-only`.
@@ -107,6 +107,17 @@ pub struct UpdateConfig {
     pub periodic: PeriodicConfig,
     /// `[update.fleet_lock]`.
     pub fleet_lock: FleetLockConfig,
+    /// `[update.rollout]`.
+    pub rollout: RolloutConfig,
+}
+
+/// `[update.rollout]`: this host's place in staged rollouts.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutConfig {
+    /// 0.0 (a canary: first in every rollout) to 1.0 (only once a rollout is complete), in
+    /// place of the wave derived from `/etc/machine-id`.
+    pub wariness: Option<Spanned<f64>>,
 }
 
 /// `[update.periodic]`.

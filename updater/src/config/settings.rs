@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use cairn_release::rollout::Wave;
 
 use super::file::{ConfigFile, FleetLockConfig, HealthConfig, Invalid, UpdateConfig};
 use crate::fleet_lock::{valid_token, Endpoint};
@@ -47,7 +48,7 @@ impl Default for RebootManners {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// `[source]`: what to follow instead of what the deployment's origin says.
     pub source: Overrides,
@@ -61,6 +62,8 @@ pub struct Settings {
     pub boot_attempts: u32,
     /// `[update] reboot_when_logged_in`, `reboot_delay`.
     pub reboot: RebootManners,
+    /// `[update.rollout] wariness`: this host's wave in every rollout, if set.
+    pub wariness: Option<Wave>,
     /// `[health]`.
     pub health: HealthSettings,
 }
@@ -74,6 +77,7 @@ impl Default for Settings {
             strategy: Strategy::Immediate,
             boot_attempts: DEFAULT_BOOT_ATTEMPTS,
             reboot: RebootManners::default(),
+            wariness: None,
             health: HealthSettings::default(),
         }
     }
@@ -87,6 +91,7 @@ impl Settings {
         let strategy = file.update.strategy().map_err(in_file)?;
         let boot_attempts = file.update.boot_attempts().map_err(in_file)?;
         let reboot = file.update.reboot_manners().map_err(in_file)?;
+        let wariness = file.update.wariness().map_err(in_file)?;
         let health = file.health.settings().map_err(in_file)?;
         Ok(Settings {
             source: Overrides {
@@ -99,6 +104,7 @@ impl Settings {
             strategy,
             boot_attempts,
             reboot,
+            wariness,
             health,
         })
     }
@@ -150,6 +156,18 @@ impl UpdateConfig {
                 format!("[update] boot_attempts must be 1 to {}", MAX_ATTEMPTS),
             )),
         }
+    }
+
+    /// `[update.rollout] wariness`.
+    fn wariness(&self) -> Result<Option<Wave>, Invalid> {
+        self.rollout
+            .wariness
+            .as_ref()
+            .map(|w| {
+                Wave::wariness(*w.get_ref())
+                    .map_err(|e| Invalid::at(w, format!("[update.rollout] {e}")))
+            })
+            .transpose()
     }
 
     /// How the agent reboots.
@@ -389,6 +407,8 @@ mod tests {
         .unwrap();
         assert!(c.reboot.when_logged_in);
         assert_eq!(c.reboot.delay, Duration::ZERO);
+        let c = parse("[update.rollout]\nwariness = 0.0\n", Path::new("c")).unwrap();
+        assert_eq!(c.wariness.map(Wave::value), Some(0.0));
     }
 
     #[test]
@@ -468,6 +488,11 @@ mod tests {
         let e = err("[update]\nreboot_delay = 7200\n");
         assert!(
             e.starts_with("/etc/cairn/config.toml:2:16:") && e.contains("periodic"),
+            "{e}"
+        );
+        let e = err("[update.rollout]\nwariness = 1.5\n");
+        assert!(
+            e.starts_with("/etc/cairn/config.toml:2:12: [update.rollout] wariness 1.5"),
             "{e}"
         );
         let e = err("[update]\nstratgy = \"off\"\n");

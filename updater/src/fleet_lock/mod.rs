@@ -7,10 +7,8 @@
 //! carries `{"kind": …, "value": …}`. Both calls are idempotent on the server, so the agent
 //! simply repeats them on its next run after a failure.
 //!
-//! `http://` and `https://` base URLs; the transport is [`http`] (ureq, rustls), which
+//! `http://` and `https://` base URLs; the transport is [`crate::host::http`] (ureq, rustls), which
 //! verifies an https server against the system's CAs and an optional CA file.
-
-pub mod http;
 
 use std::fmt;
 use std::path::Path;
@@ -18,6 +16,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+
+use crate::host::http;
 
 /// Timeout for connecting and for each read and write.
 pub const TIMEOUT: Duration = Duration::from_secs(30);

@@ -4,7 +4,7 @@
 //!
 //! [`sysroot`] is the only module that holds libostree deployments and converts them into plain
 //! [`sysroot::DeploymentInfo`] values; [`pull`] talks to remotes (with [`progress`]);
-//! [`source`] says what a host follows; [`verify`] decides which commits are accepted
+//! [`source`] says what a host follows; [`policy`] fetches and checks the remote's update policy over [`http`]; [`verify`] decides which commits are accepted
 //! (signatures); [`space`] refuses a deployment `/boot` cannot hold; [`grub`] chooses the GRUB menu generator and [`bootcount`] lets GRUB count boot
 //! attempts; [`kargs`] edits kernel argument lists; [`import`] writes a checked bundle into the
 //! repository; [`state`] keeps the small JSON files under
@@ -12,9 +12,11 @@
 
 pub mod bootcount;
 pub mod grub;
+pub mod http;
 pub mod import;
 pub mod kargs;
 pub mod logind;
+pub mod policy;
 pub mod progress;
 pub mod pull;
 pub mod reboot;

@@ -76,6 +76,22 @@ pub fn fetch_commit_metadata(host: &Host, source: &Source, depth: i32) -> Result
     CommitInfo::load(&repo, &commit)
 }
 
+/// Fetches the commit object `commit` (a checksum) from `source`'s remote, without its tree:
+/// a release an update policy names, which need not be the ref's tip.
+#[context("Fetching commit metadata of {commit} from {source}")]
+pub fn fetch_commit_object(host: &Host, source: &Source, commit: &str) -> Result<CommitInfo> {
+    let url = url_of(host, source)?;
+    let repo = host.repo();
+    repo.pull_with_options(
+        &source.remote,
+        &options(source, &[commit], ostree::RepoPullFlags::COMMIT_ONLY, 0),
+        None,
+        gio::Cancellable::NONE,
+    )
+    .map_err(|e| explain(e, source, &url))?;
+    CommitInfo::load(&repo, commit)
+}
+
 /// Fetches the full tree of `commit` from `source`'s remote, showing progress. Returns the
 /// bytes transferred (0 when the host had every object).
 #[context("Fetching commit {commit} of {source}")]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const LAST_CHECK: &str = "last-check.json";
 
 /// What the last `cairn check` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastCheck {
     /// When the check ran, seconds since the epoch.
     pub checked_at: u64,
@@ -29,6 +29,9 @@ pub struct LastCheck {
     pub timestamp: u64,
     /// Whether it was newer than the host's default deployment.
     pub update_available: bool,
+    /// The staged rollout, when the remote serves an update policy.
+    #[serde(default)]
+    pub rollout: Option<crate::host::policy::RolloutView>,
 }
 
 /// The state directory under a host's `/var`.

@@ -1,18 +1,20 @@
 //! `cairn check`: is there something newer on the followed ref? Fetches commit metadata only,
 //! checks the offered commit's signature the way `upgrade` would ([`crate::host::verify`]): a
 //! forged or foreign-signed release is an error here too, and is not recorded as available.
-//! Records the answer for `cairn status` (see [`crate::host::state`]).
+//! Records the answer for `cairn status` (see [`crate::host::state`]). Under an update policy
+//! the offer is the staged rollout's ([`crate::ops::rollout`]).
 
 use anyhow::Result;
 use fn_error_context::context;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::host::pull;
+use crate::host::policy::RolloutView;
 use crate::host::source::Source;
 use crate::host::state::{self, LastCheck};
 use crate::host::sysroot::Host;
 use crate::host::verify::{self, Verdict};
+use crate::ops::rollout;
 use crate::release::{is_older, Release};
 
 /// The answer of a check.
@@ -22,12 +24,15 @@ pub struct CheckResult {
     pub refspec: String,
     /// What boots next now.
     pub current: Option<Release>,
-    /// The tip of the remote ref.
+    /// What the remote offers this host: the tip of the ref, or what the update policy offers
+    /// (the tip, when the policy offers nothing now).
     pub remote: Release,
     /// Whether `cairn upgrade` would deploy `remote`.
     pub update_available: bool,
     /// The trusted key that signed `remote`, or `null` when the host requires no signature.
     pub signed_by: Option<String>,
+    /// The staged rollout, when the remote serves an update policy.
+    pub rollout: Option<RolloutView>,
 }
 
 /// The context of a check that failed because the offered release did not pass the signature
@@ -55,14 +60,21 @@ pub fn is_untrusted(err: &anyhow::Error) -> bool {
 pub fn check(host: &Host, settings: &Settings, wait: bool) -> Result<CheckResult> {
     let source = Source::for_host(host, &settings.source)?;
     let current = host.own_deployments().first().map(Release::from);
-    let tip = {
+    let offered = {
         let _lock = host.lock(wait)?;
-        pull::fetch_commit_metadata(host, &source, 0)?
+        rollout::offered(host, settings, &source, current.as_ref())?
     };
-    let remote = Release::from(&tip);
-    let update_available = match &current {
-        Some(cur) => cur.commit != remote.commit && !is_older(&remote, cur),
-        None => true,
+    let rollout = offered.rollout;
+    let (remote, update_available) = match offered.release {
+        Some(remote) => {
+            let newer = match &current {
+                Some(cur) => cur.commit != remote.commit && !is_older(&remote, cur),
+                None => true,
+            };
+            (remote, newer)
+        }
+        // The policy offers nothing now: report the tip, not available.
+        None => (Release::from(&offered.tip), false),
     };
     // Only an offer `upgrade` would take is checked: what boots next passed when it was deployed.
     let signed_by = if update_available {
@@ -81,6 +93,7 @@ pub fn check(host: &Host, settings: &Settings, wait: bool) -> Result<CheckResult
         remote,
         update_available,
         signed_by,
+        rollout,
     };
     let record = LastCheck {
         checked_at: state::now(),
@@ -89,6 +102,7 @@ pub fn check(host: &Host, settings: &Settings, wait: bool) -> Result<CheckResult
         version: result.remote.version.clone(),
         timestamp: result.remote.timestamp,
         update_available,
+        rollout: result.rollout.clone(),
     };
     if let Err(e) = state::save_last_check(&host.var_dir(), &record) {
         log::warn!("{e:#}");

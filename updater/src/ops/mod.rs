@@ -13,5 +13,6 @@ pub mod kargs;
 pub mod pin;
 pub mod report;
 pub mod rollback;
+pub mod rollout;
 pub mod status;
 pub mod update;

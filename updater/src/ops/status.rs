@@ -191,6 +191,9 @@ pub fn render(s: &HostStatus) -> String {
             let _ = writeln!(out, "Not checked for updates yet (`cairn check`).");
         }
     }
+    if let Some(r) = s.last_check.as_ref().and_then(|c| c.rollout.as_ref()) {
+        let _ = writeln!(out, "  Rollout: {}", r.describe());
+    }
     if let Some(c) = &s.etc_conflicts {
         let _ = writeln!(
             out,

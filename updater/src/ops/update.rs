@@ -5,7 +5,7 @@
 //! Each operation holds the sysroot lock throughout and decides from commit metadata alone
 //! (cheap) which commit it wants; [`apply`] checks, fetches and deploys it.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use fn_error_context::context;
 
 use super::apply::{apply, Delivery, Kind, Outcome, Target};
@@ -15,16 +15,40 @@ use crate::host::source::Source;
 use crate::host::sysroot::Host;
 use crate::release::Release;
 
-/// `cairn upgrade`: fetch and deploy the newest commit of the followed ref. Refuses to go to
-/// an older release than the one that boots next.
+/// `cairn upgrade`: fetch and deploy the newest commit of the followed ref, or, when the remote
+/// serves an update policy, the release its staged rollout offers this host (nothing, while
+/// the rollout has not reached it). Refuses to go to an older release than the one that boots
+/// next.
 #[context("Upgrading stateroot {}", host.osname())]
 pub fn upgrade(host: &Host, settings: &Settings, wait: bool) -> Result<Outcome> {
     let lock = host.lock(wait)?;
     let source = Source::for_host(host, &settings.source)?;
-    let tip = pull::fetch_commit_metadata(host, &source, 0)?;
+    let current = host.own_deployments().first().map(Release::from);
+    let offered = super::rollout::offered(host, settings, &source, current.as_ref())?;
+    let release = match (offered.release, current) {
+        (Some(r), _) => r,
+        // The staged rollout has not reached this host: stay.
+        (None, Some(current)) => {
+            log::info!(
+                "not upgrading to {}: {}; `cairn deploy VERSION` takes a release now",
+                Release::from(&offered.tip).describe(),
+                offered
+                    .rollout
+                    .as_ref()
+                    .map_or(String::new(), |r| r.describe())
+            );
+            return Ok(Outcome::Unchanged {
+                current,
+                refspec: source.refspec(),
+            });
+        }
+        (None, None) => bail!(
+            "the update policy offers nothing to this host and it has no deployment of its own              to stay on: deploy a version with `cairn deploy VERSION`"
+        ),
+    };
     let target = Target {
         kind: Kind::Upgrade,
-        release: Release::from(&tip),
+        release,
         source,
         delivery: Delivery::Remote,
     };

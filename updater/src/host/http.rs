@@ -1,5 +1,5 @@
-//! The transport: `POST` with a JSON body over `http://` or `https://`, on [`ureq`] (a
-//! blocking client: the agent is synchronous). TLS is rustls with the *ring* provider; the
+//! HTTP(S) for what libostree does not fetch: FleetLock's `POST`s and the update policy beside
+//! the repository. On [`ureq`] (a blocking client: the agent is synchronous). TLS is rustls with the *ring* provider; the
 //! server's certificate is verified against the host's CA store (`rustls-native-certs`:
 //! Debian's `/etc/ssl/certs`, or whatever `SSL_CERT_FILE`/`SSL_CERT_DIR` name) plus, when
 //! configured, the certificates of one PEM file (`[update.fleet_lock] ca_file`).
@@ -87,6 +87,20 @@ impl Transport {
         Ok(Response { status, body })
     }
 
+    /// Sends `GET url`; the whole response, up to `limit` bytes (more is an error).
+    pub fn get(&self, url: &str, limit: u64) -> Result<Response> {
+        let mut resp = self.agent.get(url).call().map_err(|e| self.explain(e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| self.explain(e))
+            .with_context(|| format!("Reading {url} (at most {limit} bytes)"))?;
+        Ok(Response { status, body })
+    }
+
     /// An error, with what to do when it is the server's certificate that was refused.
     fn explain(&self, e: ureq::Error) -> anyhow::Error {
         // ureq hands a failed handshake over as an I/O error wrapping rustls's.
@@ -105,7 +119,9 @@ impl Transport {
         }
         let trusted = match &self.ca_file {
             Some(f) => format!("the system's CAs nor {}", f.display()),
-            None => "the system's CAs (set [update.fleet_lock] ca_file to add one)".to_string(),
+            None => {
+                "the system's CAs (for FleetLock, [update.fleet_lock] ca_file adds one)".to_string()
+            }
         };
         e.context(format!(
             "TLS certificate error: the server's certificate is not valid for this address or \
@@ -118,7 +134,7 @@ impl Transport {
 fn roots(ca_file: Option<&Path>) -> Result<Vec<Certificate<'static>>> {
     let native = rustls_native_certs::load_native_certs();
     for e in &native.errors {
-        log::warn!("fleet-lock: reading the system's CA certificates: {e}");
+        log::warn!("reading the system's CA certificates: {e}");
     }
     let mut certs: Vec<Certificate<'static>> = native
         .certs
