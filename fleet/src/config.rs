@@ -17,6 +17,7 @@ use fn_error_context::context;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::halt::Rule;
 use crate::position::file_line_col;
 use crate::token;
 
@@ -36,6 +37,24 @@ struct Input {
     etcd: Spanned<EtcdInput>,
     #[serde(default)]
     groups: BTreeMap<Spanned<String>, GroupInput>,
+    #[serde(default)]
+    halt: Option<HaltInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HaltInput {
+    after: Spanned<AfterInput>,
+    #[serde(default)]
+    min_reports: Option<Spanned<i64>>,
+}
+
+/// `after = 3` (failed updates) or `after = "30%"` (of the reports).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AfterInput {
+    Failures(i64),
+    Share(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +91,8 @@ pub struct Settings {
     pub etcd: EtcdSettings,
     /// The reboot groups, by name.
     pub groups: BTreeMap<String, Group>,
+    /// `[halt]`: when a release whose updates fail is halted; `None`: never automatically.
+    pub halt: Option<Rule>,
 }
 
 /// How to reach etcd.
@@ -237,6 +258,10 @@ impl Settings {
                 },
             );
         }
+        let halt = match &input.halt {
+            None => None,
+            Some(h) => Some(halt_rule(h, &bad)?),
+        };
         if groups.is_empty() {
             bail!(
                 "{}: no [groups.NAME] table: configure at least one reboot group \
@@ -255,8 +280,58 @@ impl Settings {
                 timeout: etcd_timeout,
             },
             groups,
+            halt,
         })
     }
+}
+
+/// The default `[halt] min_reports` of a ratio rule.
+const DEFAULT_MIN_REPORTS: u32 = 10;
+
+fn halt_rule(
+    h: &HaltInput,
+    bad: &dyn Fn(std::ops::Range<usize>, String) -> anyhow::Error,
+) -> Result<Rule> {
+    let wrong = || {
+        bad(
+            h.after.span(),
+            "halt.after must be a number of failed updates (after = 3) or a share of the \
+             reports (after = \"30%\")"
+                .into(),
+        )
+    };
+    let rule = match h.after.get_ref() {
+        AfterInput::Failures(n) if (1..=1_000_000).contains(n) => Rule::Failures(*n as u32),
+        AfterInput::Failures(_) => return Err(wrong()),
+        AfterInput::Share(text) => {
+            let percent = text
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<u8>().ok())
+                .filter(|p| (1..=100).contains(p))
+                .ok_or_else(wrong)?;
+            let min_reports = match &h.min_reports {
+                None => DEFAULT_MIN_REPORTS,
+                Some(n) if (1..=1_000_000).contains(n.get_ref()) => *n.get_ref() as u32,
+                Some(n) => {
+                    return Err(bad(
+                        n.span(),
+                        "halt.min_reports must be from 1 to 1000000".into(),
+                    ))
+                }
+            };
+            Rule::Ratio {
+                percent,
+                min_reports,
+            }
+        }
+    };
+    if let (Rule::Failures(_), Some(n)) = (rule, &h.min_reports) {
+        return Err(bad(
+            n.span(),
+            "halt.min_reports applies to a share (after = \"30%\"), not to a count".into(),
+        ));
+    }
+    Ok(rule)
 }
 
 /// `"90s"`, `"500ms"`, `"10m"`, `"2h"`, `"1d"`: a whole number and a unit.
@@ -474,6 +549,32 @@ max_lost = 3
             Duration::from_secs(1800)
         );
         assert_eq!(s.groups["workers"].slots, 3);
+        assert_eq!(s.halt, Some(Rule::Failures(3)));
+    }
+
+    #[test]
+    fn halt_rules() {
+        let parse = |t: &str| Settings::parse(Path::new("f.toml"), &format!("{GOOD}{t}"));
+        assert_eq!(parse("").unwrap().halt, None);
+        assert_eq!(
+            parse("[halt]\nafter = 2\n").unwrap().halt,
+            Some(Rule::Failures(2))
+        );
+        assert_eq!(
+            parse("[halt]\nafter = \"25%\"\nmin_reports = 4\n")
+                .unwrap()
+                .halt,
+            Some(Rule::Ratio {
+                percent: 25,
+                min_reports: 4
+            })
+        );
+        let e = err(&format!("{GOOD}[halt]\nafter = 0\n"));
+        assert!(e.starts_with("f.toml:13:9: halt.after must be"), "{e}");
+        let e = err(&format!("{GOOD}[halt]\nafter = \"120%\"\n"));
+        assert!(e.contains("halt.after must be"), "{e}");
+        let e = err(&format!("{GOOD}[halt]\nafter = 3\nmin_reports = 5\n"));
+        assert!(e.starts_with("f.toml:14:15:") && e.contains("share"), "{e}");
     }
 
     #[test]

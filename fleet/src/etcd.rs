@@ -333,6 +333,28 @@ impl Etcd {
         Ok(r.succeeded)
     }
 
+    /// Puts `value` at `key` (no lease, no condition).
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let _: Value = self
+            .call(
+                "/v3/kv/put",
+                &json!({"key": B64.encode(key), "value": B64.encode(value)}),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every key that starts with `prefix`.
+    pub async fn delete_prefix(&self, prefix: &[u8]) -> Result<()> {
+        let _: Value = self
+            .call(
+                "/v3/kv/deleterange",
+                &json!({"key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix))}),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Grants a lease of `ttl` (whole seconds, rounded up); returns its id.
     pub async fn lease_grant(&self, ttl: Duration) -> Result<i64> {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);

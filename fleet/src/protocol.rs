@@ -12,14 +12,19 @@ use crate::token;
 /// The header every FleetLock request carries, with the value `true`.
 pub const PROTOCOL_HEADER: &str = "fleet-lock-protocol";
 
-/// The two operations.
+/// The operations: FleetLock's two, and Cairn's report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     /// `POST /v1/pre-reboot`: may this host reboot now?
     PreReboot,
     /// `POST /v1/steady-state`: this host is back and needs no slot.
     SteadyState,
+    /// `POST /v1/report` (Cairn's extension): how an update ended ([`crate::halt`]).
+    Report,
 }
+
+/// The path of Cairn's extension that lists halted releases (`GET`).
+pub const HALTS_PATH: &str = "/v1/halts";
 
 impl Operation {
     /// The operation at `path`, if any.
@@ -27,6 +32,7 @@ impl Operation {
         match path {
             "/v1/pre-reboot" => Some(Operation::PreReboot),
             "/v1/steady-state" => Some(Operation::SteadyState),
+            "/v1/report" => Some(Operation::Report),
             _ => None,
         }
     }
@@ -117,6 +123,48 @@ pub fn parse_body(body: &[u8]) -> Result<ClientParams, Rejection> {
         return Err(alphabet("id", &id));
     }
     Ok(ClientParams { id, group })
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportBody {
+    report: crate::halt::Report,
+}
+
+/// The `report` of a `/v1/report` body (beside its `client_params`, parsed by [`parse_body`]).
+pub fn parse_report(body: &[u8]) -> Result<crate::halt::Report, Rejection> {
+    let raw: ReportBody = serde_json::from_slice(body).map_err(|e| {
+        Rejection::new(
+            "malformed_report",
+            format!(
+                "the body needs \"report\": {{\"stream\", \"version\", \"commit\", \
+                 \"outcome\": \"ok\" | \"rolled-back\" | \"boot-attempts\"}}: {e}"
+            ),
+        )
+    })?;
+    raw.report
+        .check()
+        .map_err(|why| Rejection::new("malformed_report", why))?;
+    Ok(raw.report)
+}
+
+#[derive(Debug, Deserialize)]
+struct TargetBody {
+    #[serde(default)]
+    target: Option<Target>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Target {
+    commit: String,
+}
+
+/// The commit a pre-reboot says it reboots into, when it says (Cairn hosts do, as
+/// `"target": {"commit": …}` beside `client_params`; Zincati's do not).
+pub fn target_commit(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<TargetBody>(body)
+        .ok()
+        .and_then(|b| b.target)
+        .map(|t| t.commit)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Settings, Watched};
 use crate::coordinator::{self, Coordinator, PreReboot, SteadyState};
+use crate::halt;
 use crate::protocol::{self, Operation, Rejection};
 
 struct Shared {
@@ -144,11 +145,22 @@ fn reject(status: StatusCode, kind: &str, value: impl Into<String>) -> Response<
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let settings = shared.config.current();
+    if req.uri().path() == protocol::HALTS_PATH {
+        if req.method() != Method::GET {
+            return reject(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} wants GET", protocol::HALTS_PATH),
+            );
+        }
+        return halts(shared, &settings).await;
+    }
     let Some(op) = Operation::from_path(req.uri().path()) else {
         return reject(
             StatusCode::NOT_FOUND,
             "not_found",
-            "FleetLock serves POST /v1/pre-reboot and POST /v1/steady-state",
+            "FleetLock serves POST /v1/pre-reboot and POST /v1/steady-state (and Cairn's \
+             POST /v1/report and GET /v1/halts)",
         );
     };
     if req.method() != Method::POST {
@@ -219,7 +231,44 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     };
     let c = &shared.coordinator;
     let (g, id) = (params.group.as_str(), params.id.as_str());
+    let prefix = settings.etcd.prefix.as_str();
+    if op == Operation::PreReboot {
+        if let Some(commit) = protocol::target_commit(&body) {
+            match halt::halted(c.etcd(), prefix, &commit).await {
+                Ok(Some(h)) => {
+                    return reject(
+                        StatusCode::CONFLICT,
+                        "release_halted",
+                        format!(
+                            "{} ({commit}) is halted: {} of {} update(s) failed; not \
+                             rebooting into it (an operator runs `cairn-fleet unhalt {commit}`)",
+                            h.version, h.failures, h.reports
+                        ),
+                    )
+                }
+                Ok(None) => {}
+                Err(e) => return failure(&e.into(), "pre-reboot", g, id),
+            }
+        }
+    }
     match op {
+        Operation::Report => {
+            let report = match protocol::parse_report(&body) {
+                Ok(r) => r,
+                Err(r) => return answer(StatusCode::BAD_REQUEST, Some(r)),
+            };
+            log::info!(
+                "{id} in group {g}: update to {} ({}) on {}: {:?}",
+                report.version,
+                report.commit,
+                report.stream,
+                report.outcome
+            );
+            match halt::record(c.etcd(), prefix, id, &report, settings.halt, now()).await {
+                Ok(h) => json_answer(&serde_json::json!({"halted": h.is_some()})),
+                Err(e) => failure(&e.into(), "report", g, id),
+            }
+        }
         Operation::PreReboot => match c.pre_reboot(g, group, id).await {
             Ok(PreReboot::Granted { .. }) => answer(StatusCode::OK, None),
             Ok(PreReboot::Full { holders }) => reject(
@@ -251,6 +300,35 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             Err(e) => failure(&e, "steady-state", g, id),
         },
     }
+}
+
+async fn halts(shared: &Shared, settings: &Settings) -> Response<Full<Bytes>> {
+    match halt::all(shared.coordinator.etcd(), &settings.etcd.prefix).await {
+        Ok(h) => json_answer(&serde_json::json!({ "halts": h })),
+        Err(e) => {
+            log::error!("listing halts: {e}");
+            reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "etcd_unavailable",
+                format!("the halted releases cannot be read: {e}"),
+            )
+        }
+    }
+}
+
+fn json_answer(v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn failure(e: &coordinator::Error, op: &str, group: &str, id: &str) -> Response<Full<Bytes>> {

@@ -2,6 +2,9 @@
 //! `etcd` member and `cairn-fleet serve` on 127.0.0.1, over plain http and over https through
 //! a TLS-terminating proxy whose certificate a test CA (made here with `openssl`) signed.
 //!
+//! The last test runs the whole halt chain: agents on temp sysroots report outcomes, the
+//! coordinator halts a failing release, another host leaves it alone.
+//!
 //! `cairn-fleet` is the workspace's binary beside this test's profile directory
 //! (`target/<profile>/cairn-fleet`): `cargo test --workspace` builds it; alone, run
 //! `cargo build -p cairn-fleet` (with the same `--release` or not) first.
@@ -22,7 +25,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[path = "../../fleet/tests/common/processes.rs"]
 mod processes;
 
+mod common;
+
 const PREFIX: &str = "/cairn-updater-test/";
+
+/// The commit the round-trip nodes say they reboot into.
+const TARGET: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 
 fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
@@ -86,6 +94,11 @@ fn etcdctl_ok(endpoint: &str, args: &[&str]) -> Option<String> {
 
 impl Fleet {
     fn start() -> Fleet {
+        Fleet::start_with("")
+    }
+
+    /// With `extra` appended to the configuration (e.g. a `[halt]` table).
+    fn start_with(extra: &str) -> Fleet {
         let bin = cairn_fleet_binary();
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(2);
@@ -120,7 +133,7 @@ impl Fleet {
             format!(
                 "listen = \"127.0.0.1:0\"\n[etcd]\nendpoints = [\"{client}\"]\n\
                  prefix = \"{PREFIX}\"\ntimeout = \"2s\"\n\n[groups.workers]\nslots = 1\n\
-                 reboot_timeout = \"60s\"\n"
+                 reboot_timeout = \"60s\"\n{extra}"
             ),
         )
         .unwrap();
@@ -157,10 +170,10 @@ fn client(url: &str, id: &str, ca: Option<&Path>) -> Client {
 fn one_slot_round_trip(fleet: &Fleet, base: &str, ca: Option<&Path>) {
     let a = client(base, "node-a", ca);
     let b = client(base, "node-b", ca);
-    assert_eq!(a.pre_reboot().unwrap(), Lock::Granted);
-    assert_eq!(a.pre_reboot().unwrap(), Lock::Granted, "idempotent");
+    assert_eq!(a.pre_reboot(TARGET).unwrap(), Lock::Granted);
+    assert_eq!(a.pre_reboot(TARGET).unwrap(), Lock::Granted, "idempotent");
     assert_eq!(fleet.holders(), ["node-a"]);
-    match b.pre_reboot().unwrap() {
+    match b.pre_reboot(TARGET).unwrap() {
         Lock::Denied(why) => assert!(
             why.starts_with("HTTP 409: no_slot") && why.contains("node-a"),
             "{why}"
@@ -169,7 +182,7 @@ fn one_slot_round_trip(fleet: &Fleet, base: &str, ca: Option<&Path>) {
     }
     a.steady_state().unwrap();
     assert!(fleet.holders().is_empty());
-    assert_eq!(b.pre_reboot().unwrap(), Lock::Granted);
+    assert_eq!(b.pre_reboot(TARGET).unwrap(), Lock::Granted);
     assert_eq!(fleet.holders(), ["node-b"]);
     b.steady_state().unwrap();
     b.steady_state().unwrap();
@@ -183,7 +196,7 @@ fn plain_http_against_cairn_fleet() {
     one_slot_round_trip(&fleet, &base, None);
     // The server's JSON error, as the agent reports it.
     let other = Client::new(Endpoint::parse(&base).unwrap(), "nightly", "n", None).unwrap();
-    match other.pre_reboot().unwrap() {
+    match other.pre_reboot(TARGET).unwrap() {
         Lock::Denied(why) => assert!(why.starts_with("HTTP 400: unknown_group"), "{why}"),
         Lock::Granted => panic!("granted in an unconfigured group"),
     }
@@ -191,7 +204,7 @@ fn plain_http_against_cairn_fleet() {
     assert!(e.contains("refused: HTTP 400: unknown_group"), "{e}");
     // A path prefix the server does not serve: 404 with its JSON.
     let wrong = client(&format!("{base}/lock"), "n", None);
-    match wrong.pre_reboot().unwrap() {
+    match wrong.pre_reboot(TARGET).unwrap() {
         Lock::Denied(why) => assert!(why.starts_with("HTTP 404: not_found"), "{why}"),
         Lock::Granted => panic!("granted at a wrong path"),
     }
@@ -393,7 +406,7 @@ fn https_with_the_ca_file_works_and_without_it_fails_on_the_certificate() {
     // Without the CA the system's roots do not know the server: a certificate error, which
     // says what to do, and nothing taken.
     let c = client(&format!("https://127.0.0.1:{port}"), "node-a", None);
-    let e = format!("{:#}", c.pre_reboot().unwrap_err());
+    let e = format!("{:#}", c.pre_reboot(TARGET).unwrap_err());
     assert!(
         e.contains("TLS certificate error") && e.contains("ca_file") && e.contains("UnknownIssuer"),
         "{e}"
@@ -408,7 +421,7 @@ fn https_with_the_ca_file_works_and_without_it_fails_on_the_certificate() {
         "node-a",
         Some(&other_pki.ca),
     );
-    let e = format!("{:#}", c.pre_reboot().unwrap_err());
+    let e = format!("{:#}", c.pre_reboot(TARGET).unwrap_err());
     assert!(
         e.contains("TLS certificate error") && e.contains(&other_pki.ca.display().to_string()),
         "{e}"
@@ -416,7 +429,7 @@ fn https_with_the_ca_file_works_and_without_it_fails_on_the_certificate() {
 
     // Plain http to a TLS port fails, not hangs; https to the plain port fails too.
     let c = client(&format!("https://{}", fleet.addr), "node-a", Some(&pki.ca));
-    assert!(c.pre_reboot().is_err());
+    assert!(c.pre_reboot(TARGET).is_err());
     assert!(fleet.holders().is_empty());
 }
 
@@ -439,5 +452,141 @@ fn a_bad_ca_file_is_an_error_naming_it() {
     assert!(
         e.contains("holds no PEM certificate") && e.contains("junk.pem"),
         "{e}"
+    );
+}
+
+/// `cairn agent run-once --json` on `fx` with `config`.
+fn agent(fx: &common::Fixture, config: &Path) -> serde_json::Value {
+    let out = fx.cairn_ok(&[
+        "--config",
+        config.to_str().unwrap(),
+        "agent",
+        "run-once",
+        "--network-retries",
+        "0",
+        "--json",
+    ]);
+    let json = out.find("\n{").map_or(out.as_str(), |i| &out[i + 1..]);
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn fleet_config(fx: &common::Fixture, fleet: &Fleet, id: &str, extra: &str) -> PathBuf {
+    fx.write_config(&format!(
+        "[update]\nstrategy = \"fleet-lock\"\n[update.fleet_lock]\nbase_url = \"http://{}\"\n\
+         group = \"workers\"\nid = \"{id}\"\n{extra}\n[health]\ncontainer_runtime = \"none\"\n\
+         timeout_seconds = 5\n",
+        fleet.addr
+    ))
+}
+
+/// The whole chain with the real coordinator: a release fails its health checks on host A, A's
+/// agent reports it, `cairn-fleet` halts it (`[halt] after = 1`), host B following the same
+/// repository does not stage it and may not reboot into it; `cairn-fleet unhalt` lifts that.
+#[test]
+fn a_release_that_fails_on_one_host_is_halted_for_the_others() {
+    let fleet = Fleet::start_with("\n[halt]\nafter = 1\n");
+    let a = common::Fixture::new();
+    let cfg_a = fleet_config(&a, &fleet, "host-a", "");
+    let v1 = a.publish_with(
+        common::STABLE,
+        1,
+        0,
+        &[
+            (
+                "usr/lib/systemd/system/cairn-health.service",
+                "[Service]\nExecStart=/usr/bin/cairn health run\n",
+                0o644,
+            ),
+            (
+                "usr/lib/cairn/health.d/required/10-broken",
+                "#!/bin/sh\necho 'this release is broken' >&2\nexit 1\n",
+                0o755,
+            ),
+        ],
+    );
+
+    // A stages v1 with a slot, "reboots", fails its health check and rolls back.
+    let rec = agent(&a, &cfg_a);
+    assert_eq!(rec["state"], "rebooting", "{rec:#}");
+    let out = a.cairn(&[
+        "--config",
+        cfg_a.to_str().unwrap(),
+        "health",
+        "run",
+        "--no-reboot",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the health run should roll back"
+    );
+    a.assert_boots(0);
+
+    // A's next run reports the failure; the fleet halts v1.
+    let rec = agent(&a, &cfg_a);
+    assert!(
+        rec["reported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == format!("{v1}:rolled-back").as_str()),
+        "{rec:#}"
+    );
+    let watcher = client(&format!("http://{}", fleet.addr), "host-c", None);
+    let halts = watcher.halts().unwrap();
+    assert_eq!(halts.len(), 1, "{halts:?}");
+    assert_eq!(halts[0].commit, v1);
+    assert_eq!((halts[0].failures, halts[0].reports), (1, 1));
+    // A second run sends nothing twice.
+    let again = agent(&a, &cfg_a);
+    assert_eq!(again["reported"], rec["reported"]);
+
+    // B follows A's repository: it sees v1, and leaves it alone.
+    let b = common::Fixture::new();
+    let cfg_b = fleet_config(
+        &b,
+        &fleet,
+        "host-b",
+        &format!("[source]\nurl = \"{}\"\n", a.server.url()),
+    );
+    let rec = agent(&b, &cfg_b);
+    let msg = rec["message"].as_str().unwrap();
+    assert!(
+        msg.contains("not taking") && msg.contains("halted it: 1 of 1 update(s) failed"),
+        "{rec:#}"
+    );
+    assert!(rec["staged"].is_null(), "{rec:#}");
+    b.assert_boots(0);
+    assert_eq!(b.order().len(), 1, "B deployed something: {:?}", b.order());
+    let check = b.cairn(&["--config", cfg_b.to_str().unwrap(), "check", "--json"]);
+    assert_eq!(check.status.code(), Some(77));
+    let check: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(check["update_available"], false);
+    assert!(check["halted"].as_str().unwrap().contains("halted it"));
+    // A host that names v1 as its reboot target gets no slot.
+    match watcher.pre_reboot(&v1).unwrap() {
+        Lock::Denied(why) => assert!(why.starts_with("HTTP 409: release_halted"), "{why}"),
+        Lock::Granted => panic!("a slot to reboot into a halted release"),
+    }
+    assert!(fleet.holders().is_empty());
+
+    // The operator lifts the halt: B takes v1.
+    let out = Command::new(cairn_fleet_binary())
+        .args(["unhalt", &v1, "--config"])
+        .arg(fleet.dir.path().join("fleet.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(watcher.halts().unwrap().is_empty());
+    let check = b.cairn(&["--config", cfg_b.to_str().unwrap(), "check", "--json"]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
     );
 }

@@ -5,6 +5,7 @@ mod resume;
 mod serve;
 mod sim;
 mod status;
+mod unhalt;
 
 use std::path::PathBuf;
 
@@ -44,12 +45,18 @@ pub struct Global {
 pub enum Command {
     /// Serve FleetLock (`POST /v1/pre-reboot`, `POST /v1/steady-state`) until SIGTERM.
     Serve,
-    /// Show each group: slots, holders and since when, lost hosts, paused or not.
+    /// Show each group (slots, holders and since when, lost hosts, paused or not) and the
+    /// halted releases.
     Status,
     /// Let a group paused by lost hosts grant slots again (forgets its lost hosts).
     Resume {
         /// The group.
         group: String,
+    },
+    /// Lift the automatic halt of a release (forgets its outcome reports).
+    Unhalt {
+        /// The release's commit checksum.
+        commit: String,
     },
     /// Simulate a rollout on a virtual clock with the real policy code (needs no etcd and no
     /// configuration); fails when the updated share leaves its binomial bounds.
@@ -112,6 +119,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Serve => serve::run(&cli.global, settings).await,
             Command::Status => status::run(&cli.global, &settings).await,
             Command::Resume { group } => resume::run(&cli.global, &settings, &group).await,
+            Command::Unhalt { commit } => unhalt::run(&cli.global, &settings, &commit).await,
             // Ran above, without configuration or runtime.
             Command::Sim { .. } => Ok(()),
         }

@@ -6,12 +6,14 @@ use serde::Serialize;
 use super::Global;
 use crate::config::Settings;
 use crate::coordinator::{Coordinator, GroupStatus};
+use crate::halt::{self, Halt};
 
 #[derive(Debug, Serialize)]
 struct Status {
     etcd: Vec<String>,
     prefix: String,
     groups: Vec<GroupStatus>,
+    halts: Vec<Halt>,
 }
 
 fn when(unix: u64) -> String {
@@ -29,11 +31,15 @@ pub async fn run(global: &Global, settings: &Settings) -> Result<()> {
                 .with_context(|| format!("Reading group {name} from etcd"))?,
         );
     }
+    let halts = halt::all(c.etcd(), &settings.etcd.prefix)
+        .await
+        .context("Reading the halted releases from etcd")?;
     if global.json {
         let s = Status {
             etcd: settings.etcd.endpoints.clone(),
             prefix: settings.etcd.prefix.clone(),
             groups,
+            halts,
         };
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
@@ -69,6 +75,18 @@ pub async fn run(global: &Global, settings: &Settings) -> Result<()> {
                 when(l.since)
             );
         }
+    }
+    for h in &halts {
+        println!(
+            "halted {} ({}) on {} since {}: {} of {} update(s) failed -- `cairn-fleet unhalt {}`",
+            h.version,
+            h.commit,
+            h.stream,
+            when(h.at),
+            h.failures,
+            h.reports,
+            h.commit
+        );
     }
     Ok(())
 }

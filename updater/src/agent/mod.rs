@@ -14,6 +14,7 @@
 //! back while someone is logged in or an inhibitor blocks shutdown.
 
 pub mod manners;
+pub mod outcomes;
 pub mod run;
 
 use std::fmt;
@@ -218,6 +219,9 @@ pub struct AgentRecord {
     /// Why the reboot into the staged release waits for people or programs on the machine.
     #[serde(default)]
     pub reboot_held: Option<manners::RebootHold>,
+    /// Outcome reports sent to the fleet (`commit:outcome`), so each is sent once.
+    #[serde(default)]
+    pub reported: Vec<String>,
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@ use anyhow::{Context, Result};
 use fn_error_context::context;
 
 use super::manners::{self, Present, RebootHold};
+use super::outcomes;
 use super::{AgentRecord, Machine, State, FILE};
 use crate::config::Settings;
 use crate::failed;
 use crate::health;
+use crate::host::source::Source;
 use crate::host::state;
 use crate::host::sysroot::Host;
 use crate::ops::apply::Outcome;
@@ -40,6 +42,7 @@ pub fn run_once(host: &Host, settings: &Settings, opts: &RunOptions) -> Result<A
         strategy: strategy.describe(),
         lock_held: previous.lock_held,
         rebooted_into: previous.rebooted_into.clone(),
+        reported: previous.reported.clone(),
         ..AgentRecord::default()
     };
     let mut m = Machine::new();
@@ -100,6 +103,20 @@ fn steps(
         .known_good
         .contains(&current.commit)
         || !current.path.join(health::UNIT).exists();
+    if let Strategy::FleetLock(fleet) = strategy {
+        // The release the agent rebooted into, once healthy, and the failed ones.
+        let rebooted_into_current = previous
+            .rebooted_into
+            .as_ref()
+            .is_some_and(|r| r.commit == current.commit);
+        let ok = (healthy && rebooted_into_current).then_some(&current);
+        match Source::for_host(host, &settings.source) {
+            Ok(source) => {
+                rec.reported = outcomes::send(fleet, &var, &source.ref_, ok, &rec.reported);
+            }
+            Err(e) => log::warn!("{e:#}; outcome reports wait for the next run"),
+        }
+    }
     if healthy && pending.is_none() && matches!(strategy, Strategy::FleetLock(_)) {
         match strategy.report_steady() {
             Ok(()) => {
@@ -130,9 +147,12 @@ fn steps(
                     .current
                     .as_ref()
                     .map_or("nothing".into(), Release::describe);
-                rec.message = match &check.rollout {
-                    Some(r) => format!("up to date: {}; {next} boots next", r.describe()),
-                    None => format!(
+                rec.message = match (&check.halted, &check.rollout) {
+                    (Some(h), _) => {
+                        format!("not taking {}: {h}; {next} boots next", tip.describe())
+                    }
+                    (None, Some(r)) => format!("up to date: {}; {next} boots next", r.describe()),
+                    (None, None) => format!(
                         "up to date: {} offers {}, {next} boots next",
                         check.refspec,
                         tip.describe()
@@ -184,7 +204,7 @@ fn steps(
         booted_timestamp: current.timestamp,
     };
     let decision = strategy
-        .decide(&moment)
+        .decide(&moment, &staged.commit)
         .unwrap_or_else(|e| Decision::Postpone(format!("{e:#}; retrying on the next run")));
     match decision {
         Decision::Reboot(why) => {

@@ -43,6 +43,9 @@ pub(super) fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
     if let (Some(rollout), false) = (&r.rollout, args.json) {
         println!("Rollout: {}", rollout.describe());
     }
+    if let (Some(why), false) = (&r.halted, args.json) {
+        println!("Not taken: {why}");
+    }
     Ok(ExitCode::from(if r.update_available {
         exit::OK
     } else {

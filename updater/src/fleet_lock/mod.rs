@@ -145,20 +145,28 @@ impl Client {
         &self.id
     }
 
-    fn body(&self) -> String {
-        serde_json::json!({"client_params": {"id": self.id, "group": self.group}}).to_string()
+    fn body(&self, extra: Option<(&str, serde_json::Value)>) -> String {
+        let mut body = serde_json::json!({"client_params": {"id": self.id, "group": self.group}});
+        if let (Some((key, value)), Some(map)) = (extra, body.as_object_mut()) {
+            map.insert(key.to_string(), value);
+        }
+        body.to_string()
     }
 
-    fn post(&self, op: &str) -> Result<http::Response> {
+    fn post(&self, op: &str, extra: Option<(&str, serde_json::Value)>) -> Result<http::Response> {
         let url = format!("{}/v1/{op}", self.endpoint);
         self.transport
-            .post_json(&url, &[("fleet-lock-protocol", "true")], &self.body())
+            .post_json(&url, &[("fleet-lock-protocol", "true")], &self.body(extra))
             .with_context(|| format!("FleetLock {op} at {}", self.endpoint))
     }
 
-    /// `POST /v1/pre-reboot`: may this node reboot now?
-    pub fn pre_reboot(&self) -> Result<Lock> {
-        let r = self.post("pre-reboot")?;
+    /// `POST /v1/pre-reboot`: may this node reboot now, into `target` (a commit checksum;
+    /// sent as Cairn's `"target"` beside `client_params`, which other servers ignore)?
+    pub fn pre_reboot(&self, target: &str) -> Result<Lock> {
+        let r = self.post(
+            "pre-reboot",
+            Some(("target", serde_json::json!({ "commit": target }))),
+        )?;
         if r.status == 200 {
             return Ok(Lock::Granted);
         }
@@ -167,7 +175,7 @@ impl Client {
 
     /// `POST /v1/steady-state`: this node no longer needs its slot.
     pub fn steady_state(&self) -> Result<()> {
-        let r = self.post("steady-state")?;
+        let r = self.post("steady-state", None)?;
         if r.status != 200 {
             bail!(
                 "FleetLock steady-state at {} refused: {}",
@@ -177,6 +185,73 @@ impl Client {
         }
         Ok(())
     }
+
+    /// `POST /v1/report` (Cairn's extension, served by `cairn-fleet`): how an update ended.
+    /// Returns whether the server has halted that release.
+    pub fn report(&self, report: &OutcomeReport) -> Result<bool> {
+        let r = self.post("report", Some(("report", serde_json::to_value(report)?)))?;
+        if r.status != 200 {
+            bail!(
+                "the outcome report to {} was refused: {}",
+                self.endpoint,
+                explain(&r)
+            );
+        }
+        let answer: ReportAnswer = serde_json::from_slice(&r.body)
+            .with_context(|| format!("{}/v1/report answered no JSON", self.endpoint))?;
+        Ok(answer.halted)
+    }
+
+    /// `GET /v1/halts` (Cairn's extension): the releases the fleet halted.
+    pub fn halts(&self) -> Result<Vec<HaltedRelease>> {
+        let url = format!("{}/v1/halts", self.endpoint);
+        let r = self
+            .transport
+            .get(&url, 1 << 20)
+            .with_context(|| format!("Asking {url} for halted releases"))?;
+        if r.status != 200 {
+            bail!("{url}: {}", explain(&r));
+        }
+        let list: HaltList =
+            serde_json::from_slice(&r.body).with_context(|| format!("{url} answered no list"))?;
+        Ok(list.halts)
+    }
+}
+
+/// What the agent reports about one update.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutcomeReport {
+    /// The stream's ref.
+    pub stream: String,
+    /// The release's version.
+    pub version: String,
+    /// Its commit.
+    pub commit: String,
+    /// `ok`, `rolled-back` or `boot-attempts`.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportAnswer {
+    halted: bool,
+}
+
+/// A release the fleet halted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct HaltedRelease {
+    /// Its version.
+    pub version: String,
+    /// Its commit.
+    pub commit: String,
+    /// Failed updates when it was halted.
+    pub failures: u32,
+    /// Reports when it was halted.
+    pub reports: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct HaltList {
+    halts: Vec<HaltedRelease>,
 }
 
 fn explain(r: &http::Response) -> String {

@@ -33,6 +33,8 @@ pub struct CheckResult {
     pub signed_by: Option<String>,
     /// The staged rollout, when the remote serves an update policy.
     pub rollout: Option<RolloutView>,
+    /// Why `remote` is not taken although offered: the fleet halted it.
+    pub halted: Option<String>,
 }
 
 /// The context of a check that failed because the offered release did not pass the signature
@@ -65,6 +67,7 @@ pub fn check(host: &Host, settings: &Settings, wait: bool) -> Result<CheckResult
         rollout::offered(host, settings, &source, current.as_ref())?
     };
     let rollout = offered.rollout;
+    let halted = offered.halted;
     let (remote, update_available) = match offered.release {
         Some(remote) => {
             let newer = match &current {
@@ -94,6 +97,7 @@ pub fn check(host: &Host, settings: &Settings, wait: bool) -> Result<CheckResult
         update_available,
         signed_by,
         rollout,
+        halted,
     };
     let record = LastCheck {
         checked_at: state::now(),

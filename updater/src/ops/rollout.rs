@@ -18,6 +18,7 @@ use crate::host::state;
 use crate::host::sysroot::Host;
 use crate::host::verify;
 use crate::release::Release;
+use crate::strategy::Strategy;
 
 /// What the remote offers this host.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct Offered {
     pub release: Option<Release>,
     /// The rollout, when the remote serves a policy.
     pub rollout: Option<RolloutView>,
+    /// Why the release offered is not taken although offered: the fleet halted it.
+    pub halted: Option<String>,
 }
 
 /// Fetches the ref's tip (commit metadata) and the remote's policy, and decides. The caller
@@ -45,10 +48,12 @@ pub fn offered(
     let now = state::now();
     let Some(current_policy) = policy::fetch_and_check(&host.var_dir(), &url, &trusted, now)?
     else {
+        let (release, halted) = unless_halted(settings, Release::from(&tip));
         return Ok(Offered {
-            release: Some(Release::from(&tip)),
+            release,
             tip,
             rollout: None,
+            halted,
         });
     };
     let (wave, wave_from) = match settings.wariness {
@@ -81,11 +86,44 @@ pub fn offered(
         decision,
     };
     log::info!("{}", view.describe());
+    let (release, halted) = match release {
+        Some(r) => unless_halted(settings, r),
+        None => (None, None),
+    };
     Ok(Offered {
         tip,
         release,
         rollout: Some(view),
+        halted,
     })
+}
+
+/// `release`, unless the fleet (`strategy = "fleet-lock"`) halted it: then nothing, and why.
+/// A fleet that cannot be asked halts nothing here: its pre-reboot answer still decides
+/// whether the host reboots into the release.
+fn unless_halted(settings: &Settings, release: Release) -> (Option<Release>, Option<String>) {
+    let Strategy::FleetLock(fleet) = &settings.strategy else {
+        return (Some(release), None);
+    };
+    match fleet.halts() {
+        Ok(halts) => match halts.iter().find(|h| h.commit == release.commit) {
+            Some(h) => {
+                let why = format!(
+                    "the fleet ({}) halted it: {} of {} update(s) failed",
+                    fleet.describe(),
+                    h.failures,
+                    h.reports
+                );
+                log::warn!("not taking {}: {why}", release.describe());
+                (None, Some(why))
+            }
+            None => (Some(release), None),
+        },
+        Err(e) => {
+            log::warn!("{e:#}; going on without the fleet's halts");
+            (Some(release), None)
+        }
+    }
 }
 
 /// The host's machine ID, from the `/etc` it runs with.

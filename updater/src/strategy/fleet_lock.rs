@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::Decision;
-use crate::fleet_lock::{Client, Endpoint, Lock};
+use crate::fleet_lock::{Client, Endpoint, HaltedRelease, Lock, OutcomeReport};
 
 /// The fleet-lock strategy's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +37,10 @@ impl FleetLock {
         )
     }
 
-    /// Asks for a reboot slot.
-    pub fn decide(&self) -> Result<Decision> {
+    /// Asks for a reboot slot to reboot into `target` (a commit).
+    pub fn decide(&self, target: &str) -> Result<Decision> {
         let client = self.client()?;
-        Ok(match client.pre_reboot()? {
+        Ok(match client.pre_reboot(target)? {
             Lock::Granted => Decision::Reboot(format!(
                 "strategy fleet-lock: {} granted a reboot slot to {} (group {})",
                 self.endpoint,
@@ -66,6 +66,29 @@ impl FleetLock {
             self.endpoint
         );
         Ok(())
+    }
+
+    /// Reports how an update ended; returns whether the server halted that release.
+    pub fn report(&self, report: &OutcomeReport) -> Result<bool> {
+        let halted = self.client()?.report(report)?;
+        log::info!(
+            "fleet-lock: reported {} of {} ({}) to {}{}",
+            report.outcome,
+            report.version,
+            report.commit,
+            self.endpoint,
+            if halted {
+                "; the fleet has halted it"
+            } else {
+                ""
+            }
+        );
+        Ok(halted)
+    }
+
+    /// The releases the fleet halted.
+    pub fn halts(&self) -> Result<Vec<HaltedRelease>> {
+        self.client()?.halts()
     }
 
     /// For `cairn status`.

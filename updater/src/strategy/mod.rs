@@ -73,13 +73,13 @@ impl Strategy {
         !matches!(self, Strategy::Off | Strategy::DownloadOnly)
     }
 
-    /// Whether the agent may reboot into a staged deployment now.
-    pub fn decide(&self, moment: &Moment) -> Result<Decision> {
+    /// Whether the agent may reboot into the staged deployment of commit `target` now.
+    pub fn decide(&self, moment: &Moment, target: &str) -> Result<Decision> {
         Ok(match self {
             Strategy::Off => Decision::Postpone("automatic updates are off".into()),
             Strategy::Immediate => immediate::decide(),
             Strategy::Periodic(p) => p.decide(moment),
-            Strategy::FleetLock(f) => f.decide()?,
+            Strategy::FleetLock(f) => f.decide(target)?,
             Strategy::DownloadOnly => download_only::decide(),
         })
     }
