@@ -4,14 +4,22 @@
 //! number of updated hosts must match the rollout curve within binomial bounds: hosts' waves are
 //! sha256 outputs, so the count below a share `s` is Binomial(N, s).
 //!
-//! What it does not simulate yet: reboot slots (the FleetLock coordinator) and the automatic
-//! halt; a `--halt-at` time shows that a halted release stops spreading.
+//! A `--halt-at` time shows that a halted release stops spreading. A bad release
+//! (`--failure-rate`: that share of the hosts fail their health checks on it, chosen by hash)
+//! is halted by the fleet's real rule ([`crate::halt::Rule`], `--halt-after` failures): hosts
+//! report one tick after they update (the reboot and the health checks take that long), and
+//! once the reported failures reach the threshold the release is halted, so at most the
+//! threshold plus the failures of the hosts still in flight ever get it.
+//!
+//! What it does not simulate: reboot slots (the FleetLock coordinator).
 
 use anyhow::{bail, Result};
 use cairn_release::rollout::policy::{Policy, Release, Rollout};
 use cairn_release::rollout::{offer, Decision, Wave};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::halt::Rule;
 
 /// The stream the simulation rolls out on.
 pub const STREAM: &str = "cairn/bookworm/x86_64/stable";
@@ -33,6 +41,25 @@ pub struct SimOptions {
     pub tick_secs: u64,
     /// Halt the release this many seconds after its start (checks that it stops spreading).
     pub halt_at: Option<u64>,
+    /// The share of hosts (0–1) whose update fails its health checks.
+    pub failure_rate: f64,
+    /// The fleet halts the release after this many reported failures.
+    pub halt_after: Option<u32>,
+}
+
+/// How the automatic halt went.
+#[derive(Debug, Clone, Serialize)]
+pub struct AutoHalt {
+    /// Seconds since the rollout's start when the release was halted.
+    pub t: i64,
+    /// Failures reported when it was halted.
+    pub failures_reported: u32,
+    /// Reports in when it was halted.
+    pub reports: u32,
+    /// Failures among the hosts whose reports came in at the halt (updated one tick before).
+    pub failures_in_flight: u32,
+    /// Hosts that ever failed on the release.
+    pub failed_hosts: u32,
 }
 
 /// One tick of the simulation.
@@ -65,6 +92,8 @@ pub struct SimReport {
     pub within_bounds: bool,
     /// Total `offer()` calls.
     pub decisions: u64,
+    /// The automatic halt, when `--halt-after` stopped the release.
+    pub auto_halt: Option<AutoHalt>,
 }
 
 /// A host's machine-id: 32 hex digits from the seed and its index.
@@ -73,11 +102,27 @@ fn machine_id(seed: u64, i: usize) -> String {
     hex::encode(&d[..16])
 }
 
+/// Whether host `i` fails on the new release, at `rate`.
+fn fails(seed: u64, i: usize, rate: f64) -> bool {
+    let d = Sha256::digest(format!("cairn-sim failure {seed} {i}"));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    (u64::from_be_bytes(first) as f64 / 18_446_744_073_709_551_616.0) < rate
+}
+
 /// Runs the simulation.
 pub fn run(o: &SimOptions) -> Result<SimReport> {
     if o.hosts == 0 || o.tick_secs == 0 || o.start_percentage > 100 {
         bail!("--hosts and --tick must be positive and --start-percentage at most 100");
     }
+    if !(0.0..=1.0).contains(&o.failure_rate) || o.halt_after == Some(0) {
+        bail!("--failure-rate must be from 0 to 1 and --halt-after at least 1");
+    }
+    let rule = o.halt_after.map(Rule::Failures);
+    let (mut failures, mut reports) = (0u32, 0u32);
+    // Reports of the hosts that updated in the previous tick: (failures, reports).
+    let mut in_flight = (0u32, 0u32);
+    let mut auto_halt: Option<AutoHalt> = None;
     let start: u64 = 1_800_000_000;
     let old = release("1", None);
     let new = release(
@@ -112,14 +157,37 @@ pub fn run(o: &SimOptions) -> Result<SimReport> {
                 frozen = Some(on_new.iter().filter(|u| **u).count());
             }
         }
+        // The reports of last tick's updates arrive; the fleet applies its rule.
+        let arrived = std::mem::take(&mut in_flight);
+        failures += arrived.0;
+        reports += arrived.1;
+        if let Some(rule) = rule {
+            if frozen.is_none() && rule.halts(failures, reports) {
+                if let Some(r) = policy.streams.get_mut(STREAM).and_then(|rs| rs.get_mut(1)) {
+                    r.halted = true;
+                }
+                frozen = Some(on_new.iter().filter(|u| **u).count());
+                auto_halt = Some(AutoHalt {
+                    t: now as i64 - start as i64,
+                    failures_reported: failures,
+                    reports,
+                    failures_in_flight: arrived.0,
+                    failed_hosts: 0,
+                });
+            }
+        }
         for (i, wave) in waves.iter().enumerate() {
             let current = if on_new[i] { "2" } else { "1" };
             decisions += 1;
             if let Decision::Offer { version, .. } =
                 offer(&policy, STREAM, Some(current), *wave, now)
             {
-                if version == "2" {
+                if version == "2" && !on_new[i] {
                     on_new[i] = true;
+                    in_flight.1 += 1;
+                    if fails(o.seed, i, o.failure_rate) {
+                        in_flight.0 += 1;
+                    }
                 }
             }
         }
@@ -162,6 +230,11 @@ pub fn run(o: &SimOptions) -> Result<SimReport> {
         });
         now += o.tick_secs;
     }
+    if let Some(h) = &mut auto_halt {
+        h.failed_hosts = (0..o.hosts)
+            .filter(|&i| on_new[i] && fails(o.seed, i, o.failure_rate))
+            .count() as u32;
+    }
     Ok(SimReport {
         hosts: o.hosts,
         seed: o.seed,
@@ -169,6 +242,7 @@ pub fn run(o: &SimOptions) -> Result<SimReport> {
         max_sd,
         within_bounds: within,
         decisions,
+        auto_halt,
     })
 }
 
@@ -209,6 +283,43 @@ mod tests {
             duration_secs: 48 * 3600,
             tick_secs: 1800,
             halt_at: None,
+            failure_rate: 0.0,
+            halt_after: None,
+        }
+    }
+
+    #[test]
+    fn a_bad_release_is_halted_after_the_threshold_and_the_hosts_in_flight() {
+        for seed in [5, 6, 7] {
+            let mut o = opts(seed);
+            o.start_percentage = 0;
+            o.failure_rate = 0.3;
+            o.halt_after = Some(10);
+            let r = run(&o).unwrap();
+            let h = r.auto_halt.clone().expect("the release was halted");
+            assert!(h.failures_reported >= 10, "{h:?}");
+            assert!(
+                h.failed_hosts <= 10 - 1 + h.failures_in_flight,
+                "more failed than the threshold and the hosts in flight: {h:?}"
+            );
+            assert_eq!(
+                h.failed_hosts, h.failures_reported,
+                "nobody took it after: {h:?}"
+            );
+            assert!(
+                r.within_bounds,
+                "seed {seed}: the count moved after the halt"
+            );
+            let updated = r.ticks.last().unwrap().updated;
+            assert!(
+                updated < 400,
+                "seed {seed}: {updated} hosts took the bad release"
+            );
+            // Without failures the same rule never halts.
+            o.failure_rate = 0.0;
+            let r = run(&o).unwrap();
+            assert!(r.auto_halt.is_none());
+            assert_eq!(r.ticks.last().unwrap().updated, 10_000);
         }
     }
 

@@ -79,6 +79,13 @@ pub enum Command {
         /// Halt the release this long after its start.
         #[arg(long, value_parser = parse_duration)]
         halt_at: Option<u64>,
+        /// The share of hosts (0-1) whose update fails its health checks.
+        #[arg(long, default_value_t = 0.0)]
+        failure_rate: f64,
+        /// Halt the release automatically after this many reported failures (the fleet's
+        /// `[halt] after`).
+        #[arg(long)]
+        halt_after: Option<u32>,
     },
 }
 
@@ -97,6 +104,8 @@ pub fn run(cli: Cli) -> Result<()> {
         duration,
         tick,
         halt_at,
+        failure_rate,
+        halt_after,
     } = cli.command
     {
         let o = crate::sim::SimOptions {
@@ -106,6 +115,8 @@ pub fn run(cli: Cli) -> Result<()> {
             duration_secs: duration,
             tick_secs: tick,
             halt_at,
+            failure_rate,
+            halt_after,
         };
         return sim::run(&cli.global, &o);
     }

@@ -30,6 +30,13 @@ pub fn run(global: &Global, o: &SimOptions) -> Result<()> {
             );
         }
     }
+    if let (Some(h), false) = (&r.auto_halt, global.json) {
+        println!(
+            "halted at t={}s: {} of {} reports were failures ({} from the hosts in flight); {} \
+             host(s) failed on the release in all",
+            h.t, h.failures_reported, h.reports, h.failures_in_flight, h.failed_hosts
+        );
+    }
     if !r.within_bounds {
         bail!(
             "the share of updated hosts left the binomial bounds (largest deviation {:.2} sd)",
