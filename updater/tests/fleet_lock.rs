@@ -53,7 +53,7 @@ impl Drop for Proc {
 
 /// One etcd member, `cairn-fleet serve` on it (group `workers`, 1 slot), and their temp dir.
 struct Fleet {
-    _etcd: Proc,
+    etcd: Proc,
     _server: Proc,
     etcd_url: String,
     /// `127.0.0.1:PORT` of cairn-fleet.
@@ -142,12 +142,18 @@ impl Fleet {
         let server = Proc(child);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         Fleet {
-            _etcd: etcd,
+            etcd,
             _server: server,
             etcd_url: client,
             addr: v["listen"].as_str().unwrap().to_string(),
             dir,
         }
+    }
+
+    /// Stops the etcd member (the coordinator keeps running).
+    fn stop_etcd(&mut self) {
+        let _ = self.etcd.0.kill();
+        let _ = self.etcd.0.wait();
     }
 
     /// The ids holding a slot of `workers`, as etcd has them.
@@ -484,7 +490,7 @@ fn fleet_config(fx: &common::Fixture, fleet: &Fleet, id: &str, extra: &str) -> P
 /// repository does not stage it and may not reboot into it; `cairn-fleet unhalt` lifts that.
 #[test]
 fn a_release_that_fails_on_one_host_is_halted_for_the_others() {
-    let fleet = Fleet::start_with("\n[halt]\nafter = 1\n");
+    let mut fleet = Fleet::start_with("\n[halt]\nafter = 1\n");
     let a = common::Fixture::new();
     let cfg_a = fleet_config(&a, &fleet, "host-a", "");
     let v1 = a.publish_with(
@@ -589,4 +595,12 @@ fn a_release_that_fails_on_one_host_is_halted_for_the_others() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
+
+    // etcd goes away: the coordinator fails closed, and B stages v1 but does not reboot.
+    fleet.stop_etcd();
+    let rec = agent(&b, &cfg_b);
+    assert_eq!(rec["state"], "reboot-postponed", "{rec:#}");
+    assert_eq!(rec["staged"]["commit"], v1.as_str());
+    let msg = rec["message"].as_str().unwrap();
+    assert!(msg.contains("HTTP 503: etcd_unavailable"), "{msg}");
 }
