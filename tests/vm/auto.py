@@ -328,9 +328,10 @@ def main():
             log("cairn status:\n" + text)
             by_login = time.monotonic() - t
 
-            set_reboot_when_logged_in(guest, True)
+            # The inhibitor first: with logins allowed and nothing held the next run reboots.
             guest.sh("systemd-run --unit=e2e-inhibit systemd-inhibit --what=shutdown --mode=block "
                      "--who=auto.py --why='auto.py holds the reboot' sleep 3600", 60)
+            set_reboot_when_logged_in(guest, True)
             agent = wait_agent(status, lambda a: "auto.py holds the reboot" in held_reason(a), 600,
                                "the agent to hold the reboot into v5 for the inhibitor")
             if agent["reboot_held"]["sessions"]:
@@ -341,8 +342,8 @@ def main():
 
             # Release the inhibitor, hold for logins again, and log out of the console (the
             # autologin is switched off until the next boot, from /run).
-            guest.sh("systemctl stop e2e-inhibit.service", 60)
             set_reboot_when_logged_in(guest, False)
+            guest.sh("systemctl stop e2e-inhibit.service", 60)
             guest.sh("mkdir -p /run/systemd/system/serial-getty@ttyS0.service.d && printf "
                      "'[Service]\\nExecStart=\\nExecStart=-/sbin/agetty --noclear --keep-baud "
                      "115200,57600,38400,9600 %%I dumb\\n' > "
