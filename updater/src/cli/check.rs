@@ -7,6 +7,9 @@ use clap::Args;
 
 use super::Context;
 use crate::exit;
+use crate::host::download_size::Measure;
+use crate::host::progress::human_bytes;
+use crate::ops::check::UpdateSize;
 
 /// Arguments of `cairn check`.
 #[derive(Debug, Args)]
@@ -30,6 +33,7 @@ pub(super) fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
                 .as_ref()
                 .map_or("nothing".into(), |c| c.describe())
         );
+        print_size(&r.size);
     } else {
         println!(
             "Up to date on {}: the remote offers {}, {} boots next",
@@ -51,4 +55,34 @@ pub(super) fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
     } else {
         exit::UP_TO_DATE
     }))
+}
+
+fn print_size(s: &UpdateSize) {
+    let bytes = |b: Option<u64>| b.map_or("unknown".to_string(), human_bytes);
+    let how = match s.download_measured_by {
+        Some(Measure::Delta) => " (static delta)",
+        Some(Measure::Objects) => " (objects the host lacks)",
+        None => "",
+    };
+    println!("  download: {}{how}", bytes(s.download_bytes));
+    println!(
+        "  /boot: {} needed, {} free",
+        bytes(s.boot_needed_bytes),
+        bytes(s.boot_free_bytes)
+    );
+    let mount = s
+        .root_mount
+        .as_ref()
+        .map_or("the repository's filesystem".to_string(), |m| {
+            format!("filesystem at {}", m.display())
+        });
+    let freeable = match s.root_freeable_bytes {
+        Some(f) if f > 0 => format!(" (+{} from deployments the update drops)", human_bytes(f)),
+        _ => String::new(),
+    };
+    println!(
+        "  {mount}: {} needed, {} free{freeable}",
+        bytes(s.root_needed_bytes),
+        bytes(s.root_free_bytes)
+    );
 }
