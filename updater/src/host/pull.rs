@@ -147,6 +147,8 @@ pub fn fetch_dir_metadata(
         .collect();
     let dict = options_dict(source, &[commit], ostree::RepoPullFlags::NONE, 0);
     dict.insert_value("subdirs", &subdirs.to_variant());
+    // Else libostree takes a static delta when one exists, and that carries the whole tree.
+    dict.insert_value("disable-static-deltas", &true.to_variant());
     host.repo()
         .pull_with_options(&source.remote, &dict.end(), None, gio::Cancellable::NONE)
         .map_err(|e| explain(e, source, &url))
