@@ -13,7 +13,13 @@ use crate::ops::check::UpdateSize;
 
 /// Arguments of `cairn check`.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit codes: 0 an update is available, 77 up to date, 1 the check failed.")]
+#[command(
+    after_help = "The download is measured from the static delta's superblock when the \
+remote has a delta from a commit the host has, else from the commit's object sizes \
+(ostree.sizes) against the objects the host has; `upgrade` refuses before its pull when the \
+repository's filesystem cannot hold the new objects.\n\n\
+Exit codes: 0 an update is available, 77 up to date, 1 the check failed."
+)]
 pub struct CheckArgs {
     /// Print JSON instead of text.
     #[arg(long)]
