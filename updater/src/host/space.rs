@@ -51,7 +51,7 @@ pub struct BootRoom {
 #[context("Fetching the kernel directories' metadata of {commit}")]
 pub fn fetch_boot_metadata(host: &Host, source: &Source, commit: &str) -> Result<()> {
     let modules = format!("/{}", MODULES.join("/"));
-    pull::fetch_dir_metadata(host, source, commit, &[modules.clone()])?;
+    pull::fetch_dir_metadata(host, source, commit, std::slice::from_ref(&modules))?;
     let repo = host.repo();
     let Some(dirs) = modules_dir(&repo, commit)? else {
         return Ok(());
