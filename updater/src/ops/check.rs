@@ -14,14 +14,14 @@ use fn_error_context::context;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::host::policy::RolloutView;
 use crate::host::download_size::{self, Measure};
+use crate::host::policy::RolloutView;
 use crate::host::source::Source;
 use crate::host::state::{self, LastCheck};
 use crate::host::sysroot::Host;
 use crate::host::verify::{self, Verdict};
-use crate::ops::rollout;
 use crate::host::{root_space, space};
+use crate::ops::rollout;
 use crate::release::{is_older, Release};
 
 /// The answer of a check.
