@@ -2,6 +2,7 @@
 //! the ref moves only when the whole commit is written, so a failure or an interrupt leaves
 //! the repository exactly as it was (libostree drops the half-written staging area later).
 //! With a signing key, the signature (detached metadata) is written in that same transaction.
+//! The commit metadata gets the tree's object list with sizes ([`crate::object_sizes`]).
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -87,12 +88,25 @@ fn write(
     let root = root
         .downcast::<ostree::RepoFile>()
         .map_err(|_| anyhow::anyhow!("libostree returned a root that is not a RepoFile"))?;
+    let contents = root
+        .tree_get_contents_checksum()
+        .context("libostree returned a root without a dirtree")?;
+    let meta = root
+        .tree_get_metadata_checksum()
+        .context("libostree returned a root without a dirmeta")?;
+    // Hosts size an update from this list before they fetch its tree.
+    let metadata = glib::VariantDict::new(Some(&req.metadata));
+    metadata.insert_value(
+        crate::object_sizes::KEY,
+        &crate::object_sizes::object_sizes(repo, &contents, &meta)?,
+    );
+    let metadata = metadata.end();
     let checksum = repo
         .write_commit_with_time(
             req.parent,
             Some(req.subject),
             None,
-            Some(&req.metadata),
+            Some(&metadata),
             &root,
             req.timestamp,
             Some(cancellable),

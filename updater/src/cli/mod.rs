@@ -56,7 +56,8 @@ pub struct Global {
 pub enum Command {
     /// Show the deployments: booted, pending, rollback, and whether an update is known.
     Status(status::StatusArgs),
-    /// Ask the remote whether a newer release exists (exit 0: yes, 77: up to date).
+    /// Ask the remote whether a newer release exists (exit 0: yes, 77: up to date) and what
+    /// taking it costs: bytes to download, room in /boot and in the repository's filesystem.
     Check(check::CheckArgs),
     /// Fetch the newest release of the followed ref and make it the next boot (never older).
     Upgrade(update::UpgradeArgs),

@@ -43,6 +43,15 @@ fn options(
     flags: ostree::RepoPullFlags,
     depth: i32,
 ) -> glib::Variant {
+    options_dict(source, refs, flags, depth).end()
+}
+
+fn options_dict(
+    source: &Source,
+    refs: &[&str],
+    flags: ostree::RepoPullFlags,
+    depth: i32,
+) -> glib::VariantDict {
     let dict = glib::VariantDict::new(None);
     dict.insert_value("refs", &refs.to_variant());
     dict.insert_value("flags", &(flags.bits() as i32).to_variant());
@@ -50,7 +59,7 @@ fn options(
     if let Some(url) = &source.url_override {
         dict.insert_value("override-url", &url.to_variant());
     }
-    dict.end()
+    dict
 }
 
 /// Fetches the commit object at the tip of `source`'s ref (and, with `depth` -1, every
@@ -114,6 +123,82 @@ pub fn fetch_tree(host: &Host, source: &Source, commit: &str) -> Result<u64> {
         counters.bytes
     );
     Ok(counters.bytes)
+}
+
+/// A path component no tree has: pulling `DIR/NO_SUCH_ENTRY` as a subpath fetches the
+/// directory metadata (dirtree and dirmeta objects) down to `DIR`, and no content.
+const NO_SUCH_ENTRY: &str = ".cairn-metadata-only";
+
+/// Fetches the directory metadata of `commit` (already in the repository from a commit-only
+/// pull) along each of `dirs` (absolute paths in the tree) and no file content: a pull with
+/// libostree's `subdirs` option naming an entry inside each directory that does not exist.
+/// The commit stays partial (`state/*.commitpartial`) and a later full pull fetches the rest.
+#[context("Fetching directory metadata of {commit} ({})", dirs.join(", "))]
+pub fn fetch_dir_metadata(
+    host: &Host,
+    source: &Source,
+    commit: &str,
+    dirs: &[String],
+) -> Result<()> {
+    let url = url_of(host, source)?;
+    let subdirs: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("{}/{NO_SUCH_ENTRY}", d.trim_end_matches('/')))
+        .collect();
+    let dict = options_dict(source, &[commit], ostree::RepoPullFlags::NONE, 0);
+    dict.insert_value("subdirs", &subdirs.to_variant());
+    // Else libostree takes a static delta when one exists, and that carries the whole tree.
+    dict.insert_value("disable-static-deltas", &true.to_variant());
+    host.repo()
+        .pull_with_options(&source.remote, &dict.end(), None, gio::Cancellable::NONE)
+        .map_err(|e| explain(e, source, &url))
+}
+
+/// What a static delta to a commit would download, as the remote's delta superblock says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaSize {
+    /// Delta parts the host lacks.
+    pub parts: u32,
+    /// Their compressed size: the bytes the pull would download (plus the superblock).
+    pub bytes: u64,
+    /// Their uncompressed size.
+    pub unpacked: u64,
+}
+
+/// Asks libostree what pulling `commit` through a static delta would download: a dry-run
+/// pull (`dry-run` with `require-static-deltas`) fetches only the delta superblock — from the
+/// best commit the host has, as the real pull would choose — and writes no object. `None`
+/// when libostree finds no delta to `commit` from a commit the host has (it refuses the dry
+/// run then) or the dry run fails for another reason (logged: the caller measures otherwise).
+#[context("Asking {source} for a static delta to {commit}")]
+pub fn delta_size(host: &Host, source: &Source, commit: &str) -> Result<Option<DeltaSize>> {
+    let repo = host.repo();
+    let dict = options_dict(source, &[commit], ostree::RepoPullFlags::NONE, 0);
+    dict.insert_value("dry-run", &true.to_variant());
+    dict.insert_value("require-static-deltas", &true.to_variant());
+    let progress = ostree::AsyncProgress::new();
+    let result = repo.pull_with_options(
+        &source.remote,
+        &dict.end(),
+        Some(&progress),
+        gio::Cancellable::NONE,
+    );
+    progress.finish();
+    if let Err(e) = result {
+        log::debug!("no static delta to {commit} on {source}: {}", e.message());
+        return Ok(None);
+    }
+    let u32_of = |k: &str| progress.variant(k).and_then(|v| v.get::<u32>());
+    let u64_of = |k: &str| progress.variant(k).and_then(|v| v.get::<u64>());
+    if u32_of("total-delta-superblocks").unwrap_or(0) == 0 {
+        log::debug!("the dry-run pull of {commit} fetched no delta superblock");
+        return Ok(None);
+    }
+    Ok(Some(DeltaSize {
+        parts: u32_of("total-delta-parts").unwrap_or(0),
+        bytes: u64_of("total-delta-part-size").unwrap_or(0),
+        unpacked: u64_of("total-delta-part-usize").unwrap_or(0),
+    }))
 }
 
 /// Finds `rev` — a version, a commit checksum (or unique prefix), on `source`'s ref history —

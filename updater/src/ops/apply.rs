@@ -5,13 +5,17 @@
 //! another ref, `upgrade --bundle` the commit a bundle file carries. [`apply`] then does what
 //! every path must do, in this order: nothing if the target already boots next; refuse an
 //! older release where the command does; bring the commit's tree into the repository with its
-//! signature checked ([`crate::host::verify`]); write or stage the deployment
+//! signature checked ([`crate::host::verify`]) and, for a pull, after making sure the
+//! repository's filesystem can hold the new objects ([`crate::host::root_space`], which may
+//! first drop the deployments this deploy would drop anyway); refuse when `/boot` cannot
+//! hold the new kernel and initramfs ([`crate::host::space`]); write or stage the deployment
 //! ([`Host::deploy`]); log; and arm boot counting (`arm_boot_counter`). A new way to change
 //! the host adds a [`Kind`] of target, not another pipeline.
 //!
 //! The caller holds the sysroot lock from resolving the target to the end. Until the deploy
-//! step nothing but the repository changes, so a failure or a kill at any point leaves the
-//! current default deployment in place.
+//! step nothing but the repository changes (and, only when the new objects need their space,
+//! the deployments the deploy would drop anyway are dropped first), so a failure or a kill
+//! at any point leaves the current default deployment in place.
 
 use std::path::PathBuf;
 
@@ -24,7 +28,7 @@ use crate::health;
 use crate::host::source::Source;
 use crate::host::sysroot::{DeployMode, DeploymentInfo, Host, Kargs, SysrootLock};
 use crate::host::verify::Policy;
-use crate::host::{bootcount, import, pull, space, verify};
+use crate::host::{bootcount, import, pull, root_space, space, verify};
 use crate::ops::etc::{self, EtcConflict};
 use crate::release::{describe, is_older, Release};
 
@@ -159,6 +163,7 @@ pub fn apply(
     let bytes_fetched = match &delivery {
         Delivery::Remote => {
             verify::verify_commit(host, settings.require_signature, &release.commit)?;
+            root_space::ensure_root_room(host, lock, &source, &release.commit)?;
             Some(pull::fetch_tree(host, &source, &release.commit)?)
         }
         Delivery::Bundle(b) => {

@@ -222,6 +222,8 @@ impl Fixture {
         let commit = run(Command::new("ostree")
             .arg(format!("--repo={}", self.srv.display()))
             .arg("commit")
+            // The object list with sizes (`ostree.sizes`) the composer writes too.
+            .arg("--generate-sizes")
             .arg(format!("--branch={ref_}"))
             .arg(format!("--add-metadata-string={}={v}", metadata::VERSION))
             .arg(format!("--add-metadata-string={}={KVER}", metadata::LINUX))
