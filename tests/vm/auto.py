@@ -8,8 +8,8 @@ agent (cairn-agent.service at boot, cairn-agent.timer every minute in this image
 service and GRUB do everything. The test only publishes releases on the HTTP server and reads
 the serial console.
 
-The disk is hybrid (BIOS and UEFI; Debian's signed shim and GRUB on the ESP). By default (and
-in CI) it boots through SeaBIOS; with `--firmware ovmf-secure-boot` it boots under OVMF with
+The disk is hybrid (BIOS and UEFI; Debian's signed shim and GRUB on the ESP). By default it
+boots through SeaBIOS; with `--firmware ovmf-secure-boot` (what CI runs) it boots under OVMF with
 Microsoft's keys enrolled and Secure Boot enforced, and after each scenario the guest must show
 it booted through UEFI with Secure Boot on, so the boot counting of (3) (load_env/save_env of
 /boot/grub/grubenv) runs in Debian's signed GRUB under Secure Boot.
@@ -122,8 +122,8 @@ def main():
     ap.add_argument("--cache-dir", default=os.path.join(ROOT, "build", "cache"))
     ap.add_argument("--no-build", action="store_true", help="use target/release as it is")
     ap.add_argument("--firmware", choices=["bios", "ovmf-secure-boot"], default="bios",
-                    help="boot the hybrid disk through SeaBIOS (default, as CI does) or through "
-                         "OVMF with Secure Boot enforced")
+                    help="boot the hybrid disk through SeaBIOS (default) or through OVMF with "
+                         "Secure Boot enforced (what CI runs)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("auto.py needs root")

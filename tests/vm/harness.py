@@ -76,6 +76,8 @@ class Guest:
         with Secure Boot enforced on q35; a writable copy of the variable store in `workdir`,
         kept across the guest's reboots)."""
         self.sock_path = os.path.join(workdir, "console.sock")
+        self.monitor_path = os.path.join(workdir, "monitor.sock")
+        self.monitor_log = os.path.join(workdir, "monitor.log")
         self.log = open(os.path.join(workdir, "console.log"), "ab")
         self.buf = ""  # the console text, without control sequences
         self.cut = ""  # the start of a control sequence split across reads
@@ -84,7 +86,8 @@ class Guest:
         self.eof = False
         cmd = [
             "qemu-system-x86_64", "-accel", "tcg", "-m", "2048", "-smp", "2", "-nographic",
-            "-monitor", "none",
+            # qemu's human monitor, only read when a wait times out (`monitor_dump`).
+            "-monitor", f"unix:{self.monitor_path},server=on,wait=off",
             "-chardev", f"socket,id=s0,path={self.sock_path},server=on,wait=on",
             "-serial", "chardev:s0",
         ]
@@ -151,8 +154,9 @@ class Guest:
         with self.cond:
             return len(self.buf)
 
-    def wait_for(self, pattern, timeout, start, what=None):
-        """Waits until `pattern` (a regex) appears after `start`; returns the match."""
+    def wait_for(self, pattern, timeout, start, what=None, dump=True):
+        """Waits until `pattern` (a regex) appears after `start`; returns the match. A timeout
+        writes the vCPUs' state to monitor.log first (unless `dump` is false)."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self.cond:
@@ -164,8 +168,36 @@ class Guest:
                     raise TestFailure(f"the VM stopped while waiting for {what or pattern}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TestFailure(f"timed out after {timeout}s waiting for {what or pattern}")
+                    if not dump:
+                        raise TestFailure(f"timed out after {timeout}s waiting for {what or pattern}")
+                    self.monitor_dump(f"timed out after {timeout}s waiting for {what or pattern}")
+                    raise TestFailure(f"timed out after {timeout}s waiting for {what or pattern} "
+                                      "(vCPU state in monitor.log)")
                 self.cond.wait(min(left, 1.0))
+
+    def monitor_dump(self, why):
+        """Appends where the vCPUs are (qemu's `info status`, `info cpus`, `info registers -a`,
+        twice, 5 s apart: a guest that hangs shows the same RIPs) to WORKDIR/monitor.log."""
+        try:
+            with socket.socket(socket.AF_UNIX) as m, open(self.monitor_log, "ab") as out:
+                m.settimeout(5)
+                m.connect(self.monitor_path)
+                out.write(f"=== {time.strftime('%H:%M:%S')} {why}\n".encode())
+                for i in range(2):
+                    if i:
+                        time.sleep(5)
+                    m.sendall(b"info status\ninfo cpus\ninfo registers -a\n")
+                    end = time.monotonic() + 5
+                    while time.monotonic() < end:
+                        try:
+                            data = m.recv(65536)
+                        except socket.timeout:
+                            break
+                        if not data:
+                            break
+                        out.write(data)
+        except OSError as e:
+            log(f"qemu monitor: {e}")
 
     def send(self, text):
         self.sock.sendall(text.encode())
@@ -179,10 +211,12 @@ class Guest:
         while True:
             self.send(f"\recho {token}$((6*7))\r")
             try:
-                self.wait_for(re.escape(token) + "42", 5, start, "the shell")
+                self.wait_for(re.escape(token) + "42", 5, start, "the shell", dump=False)
                 break
             except TestFailure:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
+                    if self.proc.poll() is None:
+                        self.monitor_dump(f"no shell on the serial console after {timeout}s")
                     raise TestFailure(f"no shell on the serial console after {timeout}s")
         # Quiet the console, no pagers or colours, wide lines.
         self.sh("dmesg -n 1; stty cols 500 -echo 2>/dev/null; export PAGER=cat SYSTEMD_PAGER= "

@@ -71,9 +71,18 @@ pub fn user_sessions() -> Result<Vec<Session>> {
     let listed = busctl_call("ListSessions")?;
     let mut out = Vec::new();
     for (id, uid, user) in parse_session_list(&listed)? {
+        // One --property per name: loginctl 252 takes no comma-separated list (it reads
+        // "Class,State" as one unknown name and prints nothing; seen in the VM test).
         let text = run(
             "loginctl",
-            &["show-session", &id, "--property=Class,State,TTY,RemoteHost"],
+            &[
+                "show-session",
+                &id,
+                "--property=Class",
+                "--property=State",
+                "--property=TTY",
+                "--property=RemoteHost",
+            ],
         )?;
         let props = parse_properties(&text);
         let class = props.get("Class").map_or("", String::as_str);
