@@ -41,21 +41,6 @@ fn with_config(fx: &Fixture, text: &str) -> PathBuf {
     ))
 }
 
-fn agent(fx: &Fixture, config: &Path) -> Value {
-    let out = fx.cairn_ok(&[
-        "--config",
-        config.to_str().unwrap(),
-        "agent",
-        "run-once",
-        "--network-retries",
-        "0",
-        "--json",
-    ]);
-    // libostree itself prints "Freed objects: …" on stdout when a deploy prunes.
-    let json = out.find("\n{").map_or(out.as_str(), |i| &out[i + 1..]);
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 fn health_run(fx: &Fixture, config: &Path) -> (i32, Value) {
     let out = fx.cairn(&[
         "--config",
@@ -99,7 +84,7 @@ fn immediate_stages_arms_counting_and_health_failure_rolls_back() {
     );
     fx.publish_with(STABLE, 1, 0, &[UNIT, BROKEN]);
 
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "rebooting", "{rec:#}");
     assert_eq!(rec["staged"]["version"], version(1));
     assert!(rec["message"]
@@ -151,7 +136,7 @@ fn immediate_stages_arms_counting_and_health_failure_rolls_back() {
 
     // The failed version is never applied again automatically…
     for _ in 0..2 {
-        let rec = agent(&fx, &cfg);
+        let rec = fx.agent(&cfg);
         assert_eq!(rec["state"], "no-new-update", "{rec:#}");
         let msg = rec["message"].as_str().unwrap();
         assert!(msg.contains("not applying 2026.11.1"), "{msg}");
@@ -159,7 +144,7 @@ fn immediate_stages_arms_counting_and_health_failure_rolls_back() {
     }
     // …but the next newer one is; a failed wanted check is only a warning.
     fx.publish_with(STABLE, 2, 0, &[UNIT, GRUMPY]);
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "rebooting", "{rec:#}");
     fx.assert_boots(2);
     let (code, out) = health_run(&fx, &cfg);
@@ -177,7 +162,7 @@ fn a_required_failure_on_a_known_good_deployment_does_not_loop() {
     let fx = Fixture::new();
     let cfg = with_config(&fx, "[update]\nstrategy = \"immediate\"\n");
     fx.publish_with(STABLE, 1, 0, &[UNIT]);
-    agent(&fx, &cfg);
+    fx.agent(&cfg);
     let (code, _) = health_run(&fx, &cfg);
     assert_eq!(code, 0);
     // Later the host's own check breaks: v1 passed before, so no rollback (no ping-pong).
@@ -209,7 +194,7 @@ fn download_only_stages_and_the_menu_falls_back_when_the_counter_runs_out() {
     let fx = Fixture::new();
     let cfg = with_config(&fx, "[update]\nstrategy = \"download-only\"\n");
     fx.publish_with(STABLE, 1, 0, &[UNIT]);
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "reboot-postponed", "{rec:#}");
     assert!(rec["message"].as_str().unwrap().contains("download-only"));
     assert_eq!(fx.order(), [version(1), version(0)]);
@@ -243,7 +228,7 @@ fn off_does_nothing() {
     let cfg = with_config(&fx, "[update]\nstrategy = \"off\"\n");
     fx.publish(STABLE, 1, 0);
     let before = fx.server.object_requests();
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "initialized");
     assert!(rec["message"].as_str().unwrap().contains("off"));
     assert_eq!(fx.order(), [version(0)]);
@@ -273,7 +258,7 @@ fn periodic_reboots_only_inside_its_window() {
     // A window that opens in three hours: stage now, postpone the reboot.
     let cfg = with_config(&fx, &window_config(now + 3 * 3600, 60));
     fx.publish_with(STABLE, 1, 0, &[UNIT]);
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "reboot-postponed", "{rec:#}");
     let msg = rec["message"].as_str().unwrap();
     assert!(
@@ -282,11 +267,11 @@ fn periodic_reboots_only_inside_its_window() {
     );
     fx.assert_boots(1);
     // The next run finds it staged (no new fetch of the tree) and still postpones.
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "reboot-postponed", "{rec:#}");
     // Inside a window (opened 30 minutes ago): reboot.
     let cfg = with_config(&fx, &window_config(now - 1800, 120));
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "rebooting", "{rec:#}");
     assert!(rec["message"]
         .as_str()
@@ -315,10 +300,10 @@ fn fleet_lock_admits_one_host_at_a_time() {
     b.publish_with(STABLE, 1, 0, &[UNIT]);
 
     // Both stage; A takes the slot, B waits.
-    let ra = agent(&a, &ca);
+    let ra = a.agent(&ca);
     assert_eq!(ra["state"], "rebooting", "{ra:#}");
     assert_eq!(ra["lock_held"], true);
-    let rb = agent(&b, &cb);
+    let rb = b.agent(&cb);
     assert_eq!(rb["state"], "reboot-postponed", "{rb:#}");
     let msg = rb["message"].as_str().unwrap();
     assert!(
@@ -331,18 +316,18 @@ fn fleet_lock_admits_one_host_at_a_time() {
         "B staged while waiting"
     );
     // B keeps waiting while A has not reported steady state.
-    assert_eq!(agent(&b, &cb)["state"], "reboot-postponed");
+    assert_eq!(b.agent(&cb)["state"], "reboot-postponed");
     // A's new deployment is not healthy yet: its agent keeps the slot.
-    let ra = agent(&a, &ca);
+    let ra = a.agent(&ca);
     assert_eq!(ra["state"], "no-new-update", "{ra:#}");
     assert_eq!(ra["lock_held"], true);
-    assert_eq!(agent(&b, &cb)["state"], "reboot-postponed");
+    assert_eq!(b.agent(&cb)["state"], "reboot-postponed");
     // A's health checks pass; its next run gives the slot back; then B may reboot.
     assert_eq!(health_run(&a, &ca).0, 0);
-    let ra = agent(&a, &ca);
+    let ra = a.agent(&ca);
     assert_eq!(ra["state"], "no-new-update", "{ra:#}");
     assert_eq!(ra["lock_held"], false);
-    let rb = agent(&b, &cb);
+    let rb = b.agent(&cb);
     assert_eq!(rb["state"], "rebooting", "{rb:#}");
 
     let lines: Vec<String> = std::fs::read_to_string(&log)
@@ -386,7 +371,7 @@ fn fleet_lock_server_unreachable_postpones() {
         ),
     );
     fx.publish_with(STABLE, 1, 0, &[UNIT]);
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "reboot-postponed", "{rec:#}");
     assert!(rec["message"]
         .as_str()
@@ -399,10 +384,10 @@ fn manual_rollback_is_not_undone_by_the_agent() {
     let fx = Fixture::new();
     let cfg = with_config(&fx, "[update]\nstrategy = \"immediate\"\n");
     fx.publish_with(STABLE, 1, 0, &[UNIT]);
-    agent(&fx, &cfg);
+    fx.agent(&cfg);
     fx.cairn_ok(&["rollback"]);
     fx.assert_boots(0);
-    let rec = agent(&fx, &cfg);
+    let rec = fx.agent(&cfg);
     assert_eq!(rec["state"], "no-new-update", "{rec:#}");
     assert!(rec["message"]
         .as_str()

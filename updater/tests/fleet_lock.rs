@@ -461,21 +461,6 @@ fn a_bad_ca_file_is_an_error_naming_it() {
     );
 }
 
-/// `cairn agent run-once --json` on `fx` with `config`.
-fn agent(fx: &common::Fixture, config: &Path) -> serde_json::Value {
-    let out = fx.cairn_ok(&[
-        "--config",
-        config.to_str().unwrap(),
-        "agent",
-        "run-once",
-        "--network-retries",
-        "0",
-        "--json",
-    ]);
-    let json = out.find("\n{").map_or(out.as_str(), |i| &out[i + 1..]);
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 fn fleet_config(fx: &common::Fixture, fleet: &Fleet, id: &str, extra: &str) -> PathBuf {
     fx.write_config(&format!(
         "[update]\nstrategy = \"fleet-lock\"\n[update.fleet_lock]\nbase_url = \"http://{}\"\n\
@@ -512,7 +497,7 @@ fn a_release_that_fails_on_one_host_is_halted_for_the_others() {
     );
 
     // A stages v1 with a slot, "reboots", fails its health check and rolls back.
-    let rec = agent(&a, &cfg_a);
+    let rec = a.agent(&cfg_a);
     assert_eq!(rec["state"], "rebooting", "{rec:#}");
     let out = a.cairn(&[
         "--config",
@@ -529,7 +514,7 @@ fn a_release_that_fails_on_one_host_is_halted_for_the_others() {
     a.assert_boots(0);
 
     // A's next run reports the failure; the fleet halts v1.
-    let rec = agent(&a, &cfg_a);
+    let rec = a.agent(&cfg_a);
     assert!(
         rec["reported"]
             .as_array()
@@ -544,7 +529,7 @@ fn a_release_that_fails_on_one_host_is_halted_for_the_others() {
     assert_eq!(halts[0].commit, v1);
     assert_eq!((halts[0].failures, halts[0].reports), (1, 1));
     // A second run sends nothing twice.
-    let again = agent(&a, &cfg_a);
+    let again = a.agent(&cfg_a);
     assert_eq!(again["reported"], rec["reported"]);
 
     // B follows A's repository: it sees v1, and leaves it alone.
@@ -555,7 +540,7 @@ fn a_release_that_fails_on_one_host_is_halted_for_the_others() {
         "host-b",
         &format!("[source]\nurl = \"{}\"\n", a.server.url()),
     );
-    let rec = agent(&b, &cfg_b);
+    let rec = b.agent(&cfg_b);
     let msg = rec["message"].as_str().unwrap();
     assert!(
         msg.contains("not taking") && msg.contains("halted it: 1 of 1 update(s) failed"),
@@ -598,7 +583,7 @@ fn a_release_that_fails_on_one_host_is_halted_for_the_others() {
 
     // etcd goes away: the coordinator fails closed, and B stages v1 but does not reboot.
     fleet.stop_etcd();
-    let rec = agent(&b, &cfg_b);
+    let rec = b.agent(&cfg_b);
     assert_eq!(rec["state"], "reboot-postponed", "{rec:#}");
     assert_eq!(rec["staged"]["commit"], v1.as_str());
     let msg = rec["message"].as_str().unwrap();

@@ -264,23 +264,16 @@ fn the_agent_stages_the_release_offered_to_it() {
         "[update]\nstrategy = \"immediate\"\n[update.rollout]\nwariness = 0.3\n\
          [health]\ncontainer_runtime = \"none\"\n",
     );
-    let out = s.cairn_ok(
-        &cfg,
-        &["agent", "run-once", "--network-retries", "0", "--json"],
-    );
-    let json = out.find("\n{").map_or(out.as_str(), |i| &out[i + 1..]);
-    let rec: Value = serde_json::from_str(json).unwrap();
+    let rec = s.fx.agent(&cfg);
     assert_eq!(rec["staged"]["version"], "2026.11.1", "{rec}");
     s.fx.assert_boots(1);
 
     // On the next run nothing more is offered: 2026.11.2 has no rollout.
-    let out = s.cairn_ok(
-        &cfg,
-        &["agent", "run-once", "--network-retries", "0", "--json"],
-    );
+    let rec = s.fx.agent(&cfg);
+    let msg = rec["message"].as_str().unwrap();
     assert!(
-        out.contains("lists 2026.11.2 but schedules no rollout for it"),
-        "{out}"
+        msg.contains("lists 2026.11.2 but schedules no rollout for it"),
+        "{rec}"
     );
     s.fx.assert_boots(1);
 }

@@ -482,6 +482,22 @@ impl Fixture {
             .arg("fsck"));
     }
 
+    /// `cairn --config CONFIG agent run-once --network-retries 0 --json`: the agent's record.
+    pub fn agent(&self, config: &Path) -> Value {
+        let out = self.cairn_ok(&[
+            "--config",
+            config.to_str().unwrap(),
+            "agent",
+            "run-once",
+            "--network-retries",
+            "0",
+            "--json",
+        ]);
+        // libostree itself prints "Freed objects: …" on stdout when a deploy prunes.
+        let json = out.find("\n{").map_or(out.as_str(), |i| &out[i + 1..]);
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
     /// Writes /etc/cairn/config.toml into the default deployment.
     pub fn write_config(&self, text: &str) -> PathBuf {
         let p = self.dir.path().join("config.toml");
