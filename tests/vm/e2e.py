@@ -44,6 +44,26 @@ RECIPE = os.path.join(ROOT, "tests", "vm", "recipe.toml")
 GROW_GIB = 1  # the qcow2 grows by this much before its first boot
 
 
+def container_running(guest, starts):
+    """The declared container `web` runs, and has been started `starts` times in all (its
+    volume under /var keeps the count across deployments)."""
+    deadline = time.monotonic() + 300
+    while True:
+        _, out = guest.sh("cairn container list --json", 60)
+        web = [c for c in json.loads(out) if c["name"] == "web"]
+        if web and web[0]["running"]:
+            break
+        if time.monotonic() > deadline:
+            _, j = guest.sh("journalctl -b -u cairn-container@web --no-pager -o cat | tail -20",
+                            60, check=False)
+            raise TestFailure(f"the declared container is not running: {out}\n{j}")
+        time.sleep(5)
+    _, out = guest.sh("cat /var/lib/e2e-web/starts", 30)
+    if out.split().count("started") != starts:
+        raise TestFailure(f"expected {starts} start(s) of the declared container, got: {out!r}")
+    log(f"declared container web running (start {starts})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", help="where the repo, image and logs go (default: a new dir under /var/tmp)")
@@ -106,13 +126,22 @@ def main():
             # A local /etc change: the upgrade must carry it into v2 (three-way merge).
             guest.sh("echo edited-on-v1 > /etc/cairn-e2e-v1.conf && sync", 30)
             # A container from a local image: bash and its libraries, imported as a rootfs.
-            guest.sh("tar -chf /tmp/mini.tar -C / bin/bash "
-                     "$(ldd /bin/bash | grep -o '/[^ ]*' | sed 's|^/||') "
+            guest.sh("tar -chf /tmp/mini.tar -C / bin/bash bin/sleep "
+                     "$(ldd /bin/bash /bin/sleep | grep -o '/[^ :]*' | sort -u | sed 's|^/||') "
                      "&& podman import -q /tmp/mini.tar localhost/e2e-mini >/dev/null", 300)
             _, out = guest.sh("podman run --rm --network none localhost/e2e-mini "
                               "/bin/bash -c 'echo hello-from-container-$((40+2))'", 300)
             if "hello-from-container-42" not in out:
                 raise TestFailure(f"podman run printed: {out}")
+            # A declared container (cairn-container@.service): started now, then at every boot.
+            guest.sh("mkdir -p /etc/cairn/containers && printf '%s\\n' "
+                     "'image = \"localhost/e2e-mini\"' 'pull = \"never\"' "
+                     "'volumes = [\"/var/lib/e2e-web:/data\"]' "
+                     "'command = [\"/bin/bash\", \"-c\", \"echo started >> /data/starts; "
+                     "trap exit TERM; sleep infinity & wait\"]' "
+                     "> /etc/cairn/containers/web.toml && cairn container check", 30)
+            guest.sh("systemctl daemon-reload && systemctl start cairn-container@web.service", 300)
+            container_running(guest, 1)
 
         with phase("compose-v2"):
             cmd = [COMPOSE, "tree", V2_MANIFEST, "--repo", repo, "--cache-dir", args.cache_dir, "--json"]
@@ -146,6 +175,12 @@ def main():
             guest.sh("test \"$(cat /usr/lib/cairn-e2e/release)\" = v2 && htop --version", 30)
             guest.sh("dpkg -s htop >/dev/null", 30)
             guest.sh("test \"$(cat /etc/cairn-e2e-v1.conf)\" = edited-on-v1", 30)
+            # The declared container came up with the new release, and the health checks
+            # after the boot covered it.
+            container_running(guest, 2)
+            _, out = guest.sh("journalctl -b -u cairn-health --no-pager -o cat", 60)
+            if "builtin:containers" not in out:
+                raise TestFailure(f"cairn-health did not check the declared container:\n{out}")
             _, failed = guest.sh("systemctl --failed --no-legend --plain", 30, check=False)
             if failed.strip():
                 log("failed units on v2: " + " ".join(failed.split()))
@@ -169,6 +204,15 @@ def main():
             # still has its own.
             guest.sh("test ! -e /etc/cairn-e2e.conf", 30)
             guest.sh("test \"$(cat /etc/cairn-e2e-v1.conf)\" = edited-on-v1", 30)
+            container_running(guest, 3)
+            # A required container that is not running fails the health checks.
+            guest.sh("systemctl stop cairn-container@web.service", 120)
+            code, out = guest.sh("cairn health run --no-reboot --json", 300, check=False)
+            checks = {c["name"]: c for c in json.loads(out)["report"]["checks"]}
+            web = checks.get("builtin:containers", {})
+            if code == 0 or web.get("ok") is not False or "web" not in web.get("outcome", ""):
+                raise TestFailure(f"health passed with the declared container stopped: {out}")
+            log(f"health with the container stopped: {web['outcome']}")
             log("deployments: " + ", ".join(f"{v}{' (booted)' if bt else ''}{' (rollback)' if rb else ''}"
                                            for v, bt, rb in versions(st)))
         ok = True

@@ -19,6 +19,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod containers;
 pub mod exit;
 pub mod failed;
 pub mod fleet_lock;

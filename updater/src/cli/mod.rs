@@ -3,6 +3,7 @@
 
 mod agent;
 mod check;
+mod container;
 mod health;
 mod kargs;
 mod manage;
@@ -79,6 +80,8 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Health checks after boot (`cairn health run`, run by cairn-health.service).
     Health(health::HealthArgs),
+    /// The containers declared in /etc/cairn/containers (run by cairn-container@NAME.service).
+    Container(container::ContainerArgs),
 }
 
 impl Cli {
@@ -94,6 +97,7 @@ impl Cli {
             Command::Rollback(a) => a.json,
             Command::Pin(a) | Command::Unpin(a) => a.json,
             Command::Cleanup(a) => a.json,
+            Command::Container(a) => container::wants_json(a),
             Command::Kargs(_) | Command::Agent(_) | Command::Health(_) => false,
         }
     }
@@ -135,6 +139,11 @@ fn default_config_path(host: &Host) -> Option<PathBuf> {
 
 /// Runs a parsed command line; returns the exit code of a success.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // Declared containers are /etc and podman's business: no sysroot (the generator runs
+    // before anything but / is mounted).
+    if let Command::Container(a) = &cli.command {
+        return container::run(a);
+    }
     // Everything but `status` may write (even `check` fetches into the repository).
     let writable = !matches!(cli.command, Command::Status(_));
     let ctx = Context::new(&cli.global, writable)?;
@@ -151,6 +160,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kargs(a) => kargs::run(&ctx, &a),
         Command::Agent(a) => agent::run(&ctx, &a),
         Command::Health(a) => health::run(&ctx, &a),
+        Command::Container(a) => container::run(&a),
     }
 }
 

@@ -134,6 +134,9 @@ fn builtin_checks(settings: &HealthSettings, tree: &Path) -> Vec<CheckResult> {
             timeout,
         ));
     }
+    if let Some(c) = declared_containers(Path::new(crate::containers::spec::DIR), timeout) {
+        out.push(c);
+    }
     let mut failed_units = Vec::new();
     for u in &settings.units {
         let f = runner::run(
@@ -161,6 +164,29 @@ fn builtin_checks(settings: &HealthSettings, tree: &Path) -> Vec<CheckResult> {
         });
     }
     out
+}
+
+/// `builtin:containers`: every container declared in `dir` as required runs (waiting up to
+/// `timeout` for units still pulling or restarting). None declared: no check.
+fn declared_containers(dir: &Path, timeout: Duration) -> Option<CheckResult> {
+    let declared = crate::containers::state::all(dir);
+    if !declared.iter().any(|c| c.required) {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let missing = crate::containers::state::required_not_running(dir, timeout);
+    Some(CheckResult {
+        name: "builtin:containers".into(),
+        kind: Kind::Required,
+        ok: missing.is_empty(),
+        outcome: if missing.is_empty() {
+            "passed".into()
+        } else {
+            format!("required containers not running: {}", missing.join(", "))
+        },
+        output: String::new(),
+        millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
 }
 
 /// Runs the check scripts (and, on the running system, the built-in checks) for `cur`, and
