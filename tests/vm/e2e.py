@@ -127,7 +127,7 @@ def main():
             guest.sh("echo edited-on-v1 > /etc/cairn-e2e-v1.conf && sync", 30)
             # A container from a local image: bash and its libraries, imported as a rootfs.
             guest.sh("tar -chf /tmp/mini.tar -C / bin/bash bin/sleep "
-                     "$(ldd /bin/bash /bin/sleep | grep -o '/[^ :]*' | sort -u | sed 's|^/||') "
+                     "$( (ldd /bin/bash; ldd /bin/sleep) | grep -o '/[^ ]*' | sort -u | sed 's|^/||') "
                      "&& podman import -q /tmp/mini.tar localhost/e2e-mini >/dev/null", 300)
             _, out = guest.sh("podman run --rm --network none localhost/e2e-mini "
                               "/bin/bash -c 'echo hello-from-container-$((40+2))'", 300)
