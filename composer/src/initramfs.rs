@@ -42,10 +42,7 @@ pub fn refresh_if_stale(
         let (name, arch) = purged.split_once(':').unwrap_or((purged.as_str(), ""));
         touched.extend(package_files(base, name, arch)?);
     }
-    let mut stale = touched
-        .iter()
-        .find(|f| DRACUT_INPUTS.iter().any(|d| f.starts_with(d)))
-        .cloned();
+    let mut stale = touched.iter().find(|f| is_dracut_input(f)).cloned();
     if stale.is_none() {
         for kver in &kernels {
             let inside = initramfs_files(tree, kver)?;
@@ -56,14 +53,43 @@ pub fn refresh_if_stale(
         }
     }
     if stale.is_some() {
-        for kver in &kernels {
-            chroot::command(tree, &["/etc/kernel/postinst.d/dracut", kver])
-                .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
-                .output_checked()
-                .with_context(|| format!("Making the initramfs of {kver} again"))?;
-        }
+        remake(tree, &kernels, source_date_epoch)?;
     }
     Ok(stale)
+}
+
+/// Makes the initramfs of every kernel in `tree` again if one of the manifest's files (their
+/// absolute destinations in `dests`) is a dracut input: a dracut module or configuration the
+/// manifest ships (Ignition's setup, say) is only written after the packages were configured,
+/// so the initramfs made then does not have it. Returns the first such destination.
+pub fn remake_for_files<'a>(
+    tree: &Path,
+    dests: impl IntoIterator<Item = &'a str>,
+    source_date_epoch: u64,
+) -> Result<Option<String>> {
+    let Some(input) = dests
+        .into_iter()
+        .find(|d| is_dracut_input(d.trim_start_matches('/')))
+    else {
+        return Ok(None);
+    };
+    remake(tree, &kernels(tree)?, source_date_epoch)?;
+    Ok(Some(input.to_string()))
+}
+
+fn is_dracut_input(rel: &str) -> bool {
+    DRACUT_INPUTS.iter().any(|d| rel.starts_with(d))
+}
+
+/// Runs Debian's kernel hook for dracut, as the kernel's configuration did.
+fn remake(tree: &Path, kernels: &[String], source_date_epoch: u64) -> Result<()> {
+    for kver in kernels {
+        chroot::command(tree, &["/etc/kernel/postinst.d/dracut", kver])
+            .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
+            .output_checked()
+            .with_context(|| format!("Making the initramfs of {kver} again"))?;
+    }
+    Ok(())
 }
 
 /// Kernel versions with an initramfs in `/boot`.
@@ -161,6 +187,14 @@ mod tests {
             "device nodes are no package's"
         );
         assert_eq!(files.len(), 3, "{files:?}");
+    }
+
+    #[test]
+    fn dracut_inputs() {
+        assert!(is_dracut_input("usr/lib/dracut/modules.d/50cairn-ignition"));
+        assert!(is_dracut_input("etc/dracut.conf.d/60-ignition.conf"));
+        assert!(!is_dracut_input("etc/dracut-not.conf"));
+        assert!(!is_dracut_input("usr/lib/cairn/grub-menu"));
     }
 
     #[test]

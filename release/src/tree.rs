@@ -14,6 +14,20 @@ pub const STATIC_GRUB_CFG: &str = "/usr/lib/cairn/grub.cfg";
 /// The manifest's default kernel arguments, one per line.
 pub const KERNEL_ARGS: &str = "/usr/lib/cairn/kernel-args";
 
+/// Ignition's dracut module (Debian's package `ignition`): a tree that has it provisions itself
+/// on first boot, so the image builder arms the first-boot flag.
+pub const IGNITION_DRACUT_MODULE: &str = "/usr/lib/dracut/modules.d/30ignition/module-setup.sh";
+
+/// On the `/boot` filesystem: the flag that makes GRUB add `ignition.firstboot` to the kernel
+/// arguments (the Fedora CoreOS name and place). The image builder writes it; the first boot
+/// that reaches the real root removes it (`cairn-firstboot-complete.service`).
+pub const FIRSTBOOT_FLAG: &str = "/ignition.firstboot";
+
+/// On the `/boot` filesystem: the Ignition config embedded in an image, as a cpio archive that
+/// GRUB loads after the initramfs on first boot; it puts `/usr/lib/ignition/user.ign` there,
+/// which Ignition prefers to the platform's config.
+pub const EMBEDDED_IGNITION: &str = "/ignition/config.cpio";
+
 /// `path` without its leading `/`, to join below a tree's root directory.
 pub fn relative(path: &str) -> &str {
     path.trim_start_matches('/')

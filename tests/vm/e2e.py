@@ -6,15 +6,21 @@
 Phases (each timed; the summary prints them):
   compose-v1  cairn-compose tree manifests/container-host.toml into a temp repo
   image       cairn-compose image tests/vm/recipe.toml (qcow2; remote = this test's HTTP server)
-  boot-v1     the qcow2 grown by 1 GiB first; qemu -accel tcg; wait for the root shell on ttyS0
-              and for systemd to settle
-  check-v1    `cairn status --json` says v1 is booted; cairn-growfs grew the root filesystem
-              into the extra GiB; podman runs a container from a local image; /etc is edited
+  host-b      a second host from the same image (a qcow2 overlay) with its own Ignition config
+              (fw_cfg): hostname beta, core's SSH key (ssh works), container db running; after a
+              reboot Ignition does not run again and the container runs again
+  boot-v1     the qcow2 grown by 1 GiB first; qemu -accel tcg with host alpha's Ignition
+              config; wait for the root shell on ttyS0 and for systemd to settle
+  check-v1    Ignition provisioned alpha (hostname, ssh as core, a file under /var, container
+              web declared and running); `cairn status --json` says v1 is booted; cairn-growfs
+              grew the root filesystem into the extra GiB; podman runs a container; /etc is
+              edited
   compose-v2  tests/vm/v2.toml (container-host + htop + a marker file) into the same repo: apt
               adds htop to v1's kept install (an incremental install; checked)
   upgrade     `cairn upgrade --reboot` from http://10.0.2.2:PORT (the host's 127.0.0.1)
   check-v2    v2 booted, v1 listed as rollback, v2's package and file are there, the /etc edit
-              made on v1 was carried into v2 (three-way merge)
+              made on v1 was carried into v2 (three-way merge), so was what Ignition wrote;
+              Ignition did not run
   rollback    edit /etc, write /var, `cairn rollback --reboot`
   check-rb    v1 booted again, the /var write survived, the /etc edit made on v2 did not reach v1
 
@@ -35,33 +41,35 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
-    BOOTING, COMPOSE, REF, ROOT, Guest, Phases, TestFailure, booted, compose_v1, head_version,
-    keep_or_clean, log, run, serve, status, stop, versions, wait_booted,
+    BOOTING, COMPOSE, REF, ROOT, Guest, Phases, TestFailure, booted, compose_v1, free_port,
+    head_version, keep_or_clean, log, run, serve, status, stop, versions, wait_booted,
 )
+from provision import check_host, ssh_key, write_config  # noqa: E402
 
 V2_MANIFEST = os.path.join(ROOT, "tests", "vm", "v2.toml")
 RECIPE = os.path.join(ROOT, "tests", "vm", "recipe.toml")
 GROW_GIB = 1  # the qcow2 grows by this much before its first boot
 
 
-def container_running(guest, starts):
-    """The declared container `web` runs, and has been started `starts` times in all (its
-    volume under /var keeps the count across deployments)."""
+def container_running(guest, name, starts):
+    """The declared container `name` runs, and has been started `starts` times in all (its
+    volume /var/lib/e2e-NAME keeps the count across boots and deployments)."""
     deadline = time.monotonic() + 300
     while True:
         _, out = guest.sh("cairn container list --json", 60)
-        web = [c for c in json.loads(out) if c["name"] == "web"]
-        if web and web[0]["running"]:
+        found = [c for c in json.loads(out) if c["name"] == name]
+        if found and found[0]["running"]:
             break
         if time.monotonic() > deadline:
-            _, j = guest.sh("journalctl -b -u cairn-container@web --no-pager -o cat | tail -20",
-                            60, check=False)
-            raise TestFailure(f"the declared container is not running: {out}\n{j}")
+            _, j = guest.sh(f"journalctl -b -u cairn-container@{name} -u e2e-mini-image "
+                            "--no-pager -o cat | tail -20", 60, check=False)
+            raise TestFailure(f"the declared container {name} is not running: {out}\n{j}")
         time.sleep(5)
-    _, out = guest.sh("cat /var/lib/e2e-web/starts", 30)
+    _, out = guest.sh(f"cat /var/lib/e2e-{name}/starts", 30)
     if out.split().count("started") != starts:
-        raise TestFailure(f"expected {starts} start(s) of the declared container, got: {out!r}")
-    log(f"declared container web running (start {starts})")
+        raise TestFailure(f"expected {starts} start(s) of the declared container {name}, "
+                          f"got: {out!r}")
+    log(f"declared container {name} running (start {starts})")
 
 
 def main():
@@ -81,6 +89,7 @@ def main():
     repo = os.path.join(workdir, "repo")
     disk = os.path.join(workdir, "disk.qcow2")
     guest = None
+    host_b = None
     http = None
     phase = Phases()
     ok = False
@@ -100,14 +109,42 @@ def main():
                  "--remote-url", url], 600)
             log(f"image: {os.path.getsize(disk) / 2**20:.0f} MiB qcow2")
 
+        # Two hosts from one image, each with its own Ignition config.
+        key_a, pub_a = ssh_key(workdir, "alpha")
+        key_b, pub_b = ssh_key(workdir, "beta")
+        config_a = os.path.join(workdir, "alpha.ign")
+        config_b = os.path.join(workdir, "beta.ign")
+        write_config(config_a, "alpha", pub_a, "web")
+        write_config(config_b, "beta", pub_b, "db")
+        port_a, port_b = free_port(), free_port()
+        # Disks are often larger than the image: cairn-growfs must grow root into the rest.
+        run(["qemu-img", "resize", "-q", disk, f"+{GROW_GIB}G"], 60)
+
+        with phase("host-b"):
+            dir_b = os.path.join(workdir, "beta")
+            os.makedirs(dir_b, exist_ok=True)
+            disk_b = os.path.join(dir_b, "disk.qcow2")
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", disk, "-F", "qcow2", disk_b], 60)
+            host_b = Guest(disk_b, dir_b, ignition=config_b, ssh_port=port_b)
+            grub = host_b.wait_for(BOOTING, 120, 0, "GRUB")
+            wait_booted(host_b, grub.end(), time.monotonic())
+            check_host(host_b, "beta", key_b, port_b, first_boot=True)
+            container_running(host_b, "db", 1)
+            grub = host_b.reboot_with("systemctl reboot", 300)
+            wait_booted(host_b, grub.end(), time.monotonic())
+            check_host(host_b, "beta", key_b, port_b, first_boot=False)
+            container_running(host_b, "db", 2)
+            host_b.stop()
+            host_b = None
+
         with phase("boot-v1"):
-            # Disks are often larger than the image: cairn-growfs must grow root into the rest.
-            run(["qemu-img", "resize", "-q", disk, f"+{GROW_GIB}G"], 60)
-            guest = Guest(disk, workdir)
+            guest = Guest(disk, workdir, ignition=config_a, ssh_port=port_a)
             grub = guest.wait_for(BOOTING, 120, 0, "GRUB")
             boot_v1 = wait_booted(guest, grub.end(), time.monotonic())
 
         with phase("check-v1"):
+            check_host(guest, "alpha", key_a, port_a, first_boot=True)
+            container_running(guest, "web", 1)
             st = status(guest)
             b = booted(st)
             if b["version"] != v1 or b["refspec"] != f"cairn:{REF}":
@@ -125,23 +162,12 @@ def main():
             log(f"root filesystem grown to {root_size / 2**30:.2f} GiB")
             # A local /etc change: the upgrade must carry it into v2 (three-way merge).
             guest.sh("echo edited-on-v1 > /etc/cairn-e2e-v1.conf && sync", 30)
-            # A container from a local image: bash and its libraries, imported as a rootfs.
-            guest.sh("tar -chf /tmp/mini.tar -C / bin/bash bin/sleep "
-                     "$( (ldd /bin/bash; ldd /bin/sleep) | grep -o '/[^ ]*' | sort -u | sed 's|^/||') "
-                     "&& podman import -q /tmp/mini.tar localhost/e2e-mini >/dev/null", 300)
+            # A container from the local image Ignition's unit imported.
             _, out = guest.sh("podman run --rm --network none localhost/e2e-mini "
                               "/bin/bash -c 'echo hello-from-container-$((40+2))'", 300)
             if "hello-from-container-42" not in out:
                 raise TestFailure(f"podman run printed: {out}")
-            # A declared container (cairn-container@.service): started now, then at every boot.
-            guest.sh("mkdir -p /etc/cairn/containers && printf '%s\\n' "
-                     "'image = \"localhost/e2e-mini\"' 'pull = \"never\"' "
-                     "'volumes = [\"/var/lib/e2e-web:/data\"]' "
-                     "'command = [\"/bin/bash\", \"-c\", \"echo started >> /data/starts; "
-                     "trap exit TERM; sleep infinity & wait\"]' "
-                     "> /etc/cairn/containers/web.toml && cairn container check", 30)
-            guest.sh("systemctl daemon-reload && systemctl start cairn-container@web.service", 300)
-            container_running(guest, 1)
+            guest.sh("cairn container check", 30)
 
         with phase("compose-v2"):
             cmd = [COMPOSE, "tree", V2_MANIFEST, "--repo", repo, "--cache-dir", args.cache_dir, "--json"]
@@ -175,9 +201,10 @@ def main():
             guest.sh("test \"$(cat /usr/lib/cairn-e2e/release)\" = v2 && htop --version", 30)
             guest.sh("dpkg -s htop >/dev/null", 30)
             guest.sh("test \"$(cat /etc/cairn-e2e-v1.conf)\" = edited-on-v1", 30)
+            check_host(guest, "alpha", key_a, port_a, first_boot=False)
             # The declared container came up with the new release, and the health checks
             # after the boot covered it.
-            container_running(guest, 2)
+            container_running(guest, "web", 2)
             _, out = guest.sh("journalctl -b -u cairn-health --no-pager -o cat", 60)
             if "builtin:containers" not in out:
                 raise TestFailure(f"cairn-health did not check the declared container:\n{out}")
@@ -204,7 +231,8 @@ def main():
             # still has its own.
             guest.sh("test ! -e /etc/cairn-e2e.conf", 30)
             guest.sh("test \"$(cat /etc/cairn-e2e-v1.conf)\" = edited-on-v1", 30)
-            container_running(guest, 3)
+            check_host(guest, "alpha", key_a, port_a, first_boot=False)
+            container_running(guest, "web", 3)
             # A required container that is not running fails the health checks.
             guest.sh("systemctl stop cairn-container@web.service", 120)
             code, out = guest.sh("cairn health run --no-reboot --json 2>/tmp/health.err", 300,
@@ -224,6 +252,8 @@ def main():
     except Exception as e:  # noqa: BLE001 — report anything with the artifacts
         log(f"FAILED: {type(e).__name__}: {e}")
     finally:
+        if host_b:
+            host_b.stop()
         stop(guest, http)
 
     phase.summary("Cairn VM end-to-end", ok)

@@ -71,10 +71,12 @@ def free_port():
 class Guest:
     """A qemu VM and its serial console."""
 
-    def __init__(self, disk, workdir, firmware="bios"):
+    def __init__(self, disk, workdir, firmware="bios", ignition=None, ssh_port=None):
         """`firmware`: "bios" (SeaBIOS, qemu's default machine) or "ovmf-secure-boot" (OVMF
         with Secure Boot enforced on q35; a writable copy of the variable store in `workdir`,
-        kept across the guest's reboots)."""
+        kept across the guest's reboots). `ignition`: an Ignition config file handed to the
+        guest through fw_cfg (where Ignition's qemu platform reads it, at every boot of this
+        VM). `ssh_port`: the host's 127.0.0.1:PORT forwarded to the guest's port 22."""
         self.sock_path = os.path.join(workdir, "console.sock")
         self.monitor_path = os.path.join(workdir, "monitor.sock")
         self.monitor_log = os.path.join(workdir, "monitor.log")
@@ -112,6 +114,11 @@ class Guest:
             ]
         else:
             raise ValueError(f"unknown firmware {firmware!r}")
+        if ssh_port:
+            i = cmd.index("user,id=n0")
+            cmd[i] += f",hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+        if ignition:
+            cmd += ["-fw_cfg", f"name=opt/com.coreos/config,file={ignition}"]
         log("$ " + " ".join(cmd))
         self.qemu_log = open(os.path.join(workdir, "qemu.log"), "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.qemu_log,
@@ -309,6 +316,13 @@ def head_version(repo):
 def wait_booted(guest, start, phase_start):
     """After GRUB's `Booting`: the shell, then systemd settled. Returns seconds since GRUB."""
     guest.wait_shell(420, start)
+    # An emergency shell in the initramfs (a failed Ignition stage, say) answers too.
+    code, _ = guest.sh("test -e /etc/initrd-release", 30, check=False)
+    if code == 0:
+        _, out = guest.sh("systemctl --failed --no-legend --plain | while read -r unit rest; do "
+                          "echo \"== $unit\"; journalctl -b -u \"$unit\" --no-pager -o cat -n 40; "
+                          "done", 120, check=False)
+        raise TestFailure(f"the boot stopped in the initramfs:\n{out}")
     guest.sh("systemctl is-system-running --wait || true", 300)
     took = time.monotonic() - phase_start
     _, out = guest.sh("systemd-analyze time 2>/dev/null | head -n 2 || true", 60, check=False)

@@ -32,6 +32,10 @@ pub struct ImageArgs {
     /// Output format [default: qcow2 for a .qcow2 name, else raw].
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// An Ignition config (spec 3.x JSON) to embed: the first boot applies it instead of the
+    /// platform's (checked with ignition-validate; the tree must carry Ignition).
+    #[arg(long, value_name = "FILE")]
+    ignition: Option<PathBuf>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -50,6 +54,7 @@ pub fn run(a: ImageArgs) -> Result<()> {
             output: a.output,
             remote_url: a.remote_url,
             format: a.format,
+            ignition: a.ignition,
         },
         &progress,
     )?;
@@ -84,6 +89,15 @@ pub fn run(a: ImageArgs) -> Result<()> {
         println!("  ESP:     /EFI/BOOT/ {}", out.esp_files.join(" "));
     }
     println!("  kargs:   {}", out.kernel_args.join(" "));
+    if out.ignition_first_boot {
+        println!(
+            "  ignition: on first boot, config {}",
+            match &out.ignition_config {
+                Some(p) => format!("embedded from {}", p.display()),
+                None => "from the platform (ignition.platform.id)".to_string(),
+            }
+        );
+    }
     println!("  default: {}", out.default_entry);
     println!("  took:    {elapsed:.1}s");
     Ok(())

@@ -218,7 +218,7 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
     )?;
     interrupt::check()?;
 
-    let facts = postprocess::run(&tree, &manifest, progress)?;
+    let facts = postprocess::run(&tree, &manifest, epoch, progress)?;
     interrupt::check()?;
 
     let new_version = version::next_version(

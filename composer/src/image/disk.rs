@@ -309,6 +309,7 @@ mod tests {
             files: vec![],
             bootloader: Default::default(),
             secure_boot: false,
+            ignition_platform: "metal".into(),
         };
         assert_eq!(
             sfdisk_script(&r),

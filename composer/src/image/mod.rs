@@ -9,6 +9,7 @@
 pub mod bootloader;
 pub mod deploy;
 pub mod disk;
+pub mod first_boot;
 pub mod recipe;
 
 use std::fs;
@@ -66,6 +67,8 @@ pub struct ImageOptions {
     pub remote_url: Option<String>,
     /// Overrides the format the output name implies.
     pub format: Option<Format>,
+    /// An Ignition config to embed (the tree must carry Ignition).
+    pub ignition: Option<PathBuf>,
 }
 
 /// What was built.
@@ -95,6 +98,10 @@ pub struct ImageOutcome {
     pub secure_boot: bool,
     /// The files in the ESP's `EFI/BOOT` (empty without an ESP).
     pub esp_files: Vec<String>,
+    /// Whether Ignition runs on the disk's first boot (the tree carries it).
+    pub ignition_first_boot: bool,
+    /// The Ignition config embedded in the image, if one is.
+    pub ignition_config: Option<PathBuf>,
 }
 
 /// Removes a file on drop unless kept.
@@ -172,6 +179,18 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         .unwrap_or_else(|| Format::from_name(&opts.output));
     let os = opts.osref.parse::<OsRef>()?.os;
     let info = find_commit(&opts.repo, &opts.osref, opts.version.as_deref())?;
+    let ignition = first_boot::tree_has_ignition(&opts.repo, &info.commit)?;
+    let ignition_config = match &opts.ignition {
+        Some(path) if !ignition => bail!(
+            "--ignition {}: commit {} of {} has no Ignition in its initramfs ({}); compose it from a manifest that includes manifests/ignition.toml",
+            path.display(),
+            &info.commit[..12],
+            opts.osref,
+            cairn_release::tree::IGNITION_DRACUT_MODULE
+        ),
+        Some(path) => Some(first_boot::read_config(path)?),
+        None => None,
+    };
     progress.step(&format!(
         "Building a {} MiB image of {} {} ({})",
         recipe.size / recipe::MIB,
@@ -263,7 +282,11 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         let tree_kargs =
             bootloader::commit_file(&opts.repo, &info.commit, cairn_release::tree::KERNEL_ARGS)?
                 .unwrap_or_default();
-        let kargs = kernel_args(&tree_kargs, &recipe.kernel_args, &root_uuid);
+        let mut recipe_kargs = recipe.kernel_args.clone();
+        if ignition {
+            recipe_kargs.push(format!("ignition.platform.id={}", recipe.ignition_platform));
+        }
+        let kargs = kernel_args(&tree_kargs, &recipe_kargs, &root_uuid);
         progress.step("Initializing the sysroot");
         let deployment = deploy::deploy(
             &deploy::DeployRequest {
@@ -281,6 +304,13 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         deploy::write_etc(&deployment, &boot_uuid, &recipe.files)?;
         for line in deploy::status(root_mnt.path())?.lines() {
             progress.detail(line);
+        }
+        if ignition {
+            progress.step(match ignition_config {
+                Some(_) => "Arming Ignition for the first boot, with the embedded config",
+                None => "Arming Ignition for the first boot (config from the platform)",
+            });
+            first_boot::arm(boot_mnt.path(), ignition_config.as_deref(), work.path())?;
         }
         let default_entry = bootloader::default_entry(boot_mnt.path())?;
         progress.step("Unmounting");
@@ -336,6 +366,8 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         bootloader: recipe.bootloader,
         secure_boot: recipe.secure_boot,
         esp_files,
+        ignition_first_boot: ignition,
+        ignition_config: opts.ignition.clone(),
     })
 }
 

@@ -154,6 +154,9 @@ pub struct Recipe {
     pub bootloader: Bootloader,
     /// UEFI Secure Boot: the ESP carries Debian's signed shim and GRUB.
     pub secure_boot: bool,
+    /// Where Ignition looks for the host's config on first boot (`ignition.platform.id`):
+    /// "qemu" (fw_cfg), a cloud's name, or "metal" (an `ignition.config.url` kernel argument).
+    pub ignition_platform: String,
 }
 
 impl Recipe {
@@ -174,6 +177,7 @@ struct RawRecipe {
     size: Spanned<String>,
     bootloader: Option<Spanned<String>>,
     secure_boot: Option<Spanned<bool>>,
+    ignition_platform: Option<Spanned<String>>,
     #[serde(default)]
     kernel_args: Vec<Spanned<String>>,
     remote: RawRemote,
@@ -396,8 +400,19 @@ impl Recipe {
             if v.starts_with("root=") || v.starts_with("ostree=") {
                 return Err(src.err(k, "`root=` and `ostree=` are set by the image builder"));
             }
+            if v.starts_with("ignition.platform.id=") {
+                return Err(src.err(k, "set the platform with `ignition-platform = \"…\"`"));
+            }
             kernel_args.push(v.clone());
         }
+
+        let ignition_platform = match &raw.ignition_platform {
+            Some(p) if !valid_platform(p.get_ref()) => {
+                return Err(src.err(p, "`ignition-platform` is an Ignition platform id such as \"qemu\", \"metal\", \"aws\" or \"openstack\" (lowercase letters and digits)"))
+            }
+            Some(p) => p.get_ref().clone(),
+            None => "metal".to_string(),
+        };
 
         let remote_name = match &raw.remote.name {
             Some(n) if !valid_label(n.get_ref()) => {
@@ -461,8 +476,19 @@ impl Recipe {
             files,
             bootloader,
             secure_boot,
+            ignition_platform,
         })
     }
+}
+
+/// Ignition's platform ids are short lowercase words (`qemu`, `metal`, `aws`, `azurestack`…);
+/// Ignition itself refuses one it does not know, at boot.
+fn valid_platform(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// An OSTree remote URL: `http://`, `https://` or `file:///`, without spaces.
@@ -729,6 +755,21 @@ content = "vm\n"
             e.starts_with("r.toml:10:8:") && e.contains("is for UEFI"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ignition_platform() {
+        assert_eq!(parse(GOOD).unwrap().ignition_platform, "metal");
+        let r = parse(&GOOD.replace(
+            "size = \"4GiB\"\n",
+            "size = \"4GiB\"\nignition-platform = \"qemu\"\n",
+        ));
+        assert_eq!(r.unwrap().ignition_platform, "qemu");
+        let e = err(&GOOD.replace(
+            "size = \"4GiB\"\n",
+            "size = \"4GiB\"\nignition-platform = \"QEMU\"\n",
+        ));
+        assert!(e.contains("ignition-platform") && e.contains(":3:"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Post-processing: from the tree mmdebstrap installed to the tree libostree can deploy.
 //!
 //! Order matters: the manifest's customizations run first, while the tree is still a normal
-//! Debian root (scripts can use `/etc`, `/var` and `/dev`); then the kernel moves under
+//! Debian root (scripts can use `/etc`, `/var` and `/dev`), and the initramfs is made again if
+//! they shipped a dracut module or configuration; then the kernel moves under
 //! `/usr/lib/modules`; then the layout of `ARCHITECTURE.md` is made (`/var` emptied into
 //! tmpfiles.d, `/etc` moved to `/usr/etc`, the symlinks, no device nodes).
 
@@ -27,9 +28,24 @@ pub struct TreeFacts {
 }
 
 /// Runs every post-processing step on `tree`.
-pub fn run(tree: &Path, manifest: &Manifest, progress: &Progress) -> Result<TreeFacts> {
+pub fn run(
+    tree: &Path,
+    manifest: &Manifest,
+    source_date_epoch: u64,
+    progress: &Progress,
+) -> Result<TreeFacts> {
     progress.step("Applying the manifest's files, users, units and scripts");
     customize::apply(tree, manifest, progress)?;
+    interrupt::check()?;
+    if let Some(input) = crate::initramfs::remake_for_files(
+        tree,
+        manifest.files.iter().map(|f| f.dest.as_str()),
+        source_date_epoch,
+    )? {
+        progress.detail(&format!(
+            "made the initramfs again: the manifest ships the dracut input {input}"
+        ));
+    }
     interrupt::check()?;
     progress.step("Moving the kernel and initramfs under /usr/lib/modules");
     let kernel = kernel::relocate(tree, manifest.bootable)?;

@@ -1,0 +1,93 @@
+//! First boot with Ignition: the flag GRUB reads and the config an image may carry.
+//!
+//! A tree with Ignition's dracut module provisions itself the first time a disk boots, the
+//! Fedora CoreOS way: the image builder writes [`FIRSTBOOT_FLAG`] on `/boot`; while it is there,
+//! GRUB's menu (`/usr/lib/cairn/grub-menu`) adds `ignition.firstboot` to the kernel arguments,
+//! so Ignition's generator in the initramfs runs its stages; the first boot that reaches the
+//! real root removes the flag (and the embedded config), so Ignition never runs again, whatever
+//! is deployed later. Ignition reads the platform's config (`ignition.platform.id`, a recipe
+//! kernel argument: qemu's `fw_cfg`, a cloud's metadata) unless the image embeds one.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use cairn_release::tree::{relative, EMBEDDED_IGNITION, FIRSTBOOT_FLAG, IGNITION_DRACUT_MODULE};
+
+use super::bootloader::commit_file;
+use crate::command::CommandExt;
+
+/// What the flag file says to whoever finds it on `/boot`. GRUB `source`s it after it found it,
+/// so a line `set cairn_firstboot_kargs="…"` adds kernel arguments to the first boot only.
+const FLAG_TEXT: &str =
+    "# Written by cairn-compose image: this disk has not been provisioned yet.\n\
+# While this file exists, GRUB boots with ignition.firstboot and Ignition runs in the initramfs;\n\
+# cairn-firstboot-complete.service removes it after the first boot that reached the real root.\n";
+
+/// Whether the commit's initramfs carries Ignition.
+pub fn tree_has_ignition(repo: &Path, commit: &str) -> Result<bool> {
+    Ok(commit_file(repo, commit, IGNITION_DRACUT_MODULE)?.is_some())
+}
+
+/// Reads an Ignition config and checks it with `ignition-validate` (package ignition, the same
+/// version as the tree's); the error names the file and says what is wrong.
+pub fn read_config(path: &Path) -> Result<Vec<u8>> {
+    let config = fs::read(path).with_context(|| format!("Reading {}", path.display()))?;
+    let out = Command::new("ignition-validate")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .context("Running ignition-validate (package ignition)")?;
+    if !out.status.success() {
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bail!(
+            "{} is not a valid Ignition config (ignition-validate says: {}); write Ignition spec 3.x JSON (Butane's output), e.g. {{\"ignition\": {{\"version\": \"3.3.0\"}}}}",
+            path.display(),
+            said.trim()
+        );
+    }
+    Ok(config)
+}
+
+/// Arms the first boot on the mounted `/boot` filesystem: the flag, and with `config` the
+/// embedded config (readable by root only: it may hold secrets). `work` is scratch space.
+pub fn arm(boot_fs: &Path, config: Option<&[u8]>, work: &Path) -> Result<()> {
+    let flag = boot_fs.join(relative(FIRSTBOOT_FLAG));
+    fs::write(&flag, FLAG_TEXT).with_context(|| format!("Writing {}", flag.display()))?;
+    let Some(config) = config else {
+        return Ok(());
+    };
+    let stage = work.join("ignition-cpio");
+    let user = stage.join("usr/lib/ignition");
+    fs::create_dir_all(&user).with_context(|| format!("Creating {}", user.display()))?;
+    fs::write(user.join("user.ign"), config)
+        .with_context(|| format!("Writing {}", user.display()))?;
+    let cpio = boot_fs.join(relative(EMBEDDED_IGNITION));
+    if let Some(dir) = cpio.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("Creating {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("Setting the mode of {}", dir.display()))?;
+    }
+    // newc is the format the kernel unpacks; the directories come first so that they exist
+    // before the file, owned by root whoever builds the image.
+    Command::new("sh")
+        .arg("-c")
+        .arg(
+            "printf '%s\\n' usr usr/lib usr/lib/ignition usr/lib/ignition/user.ign \
+             | cpio --quiet -o -H newc -R 0:0 --reproducible -O \"$1\"",
+        )
+        .arg("sh")
+        .arg(&cpio)
+        .current_dir(&stage)
+        .run_checked()
+        .context("Packing the Ignition config with cpio")?;
+    fs::set_permissions(&cpio, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("Setting the mode of {}", cpio.display()))?;
+    Ok(())
+}
