@@ -669,3 +669,125 @@ fn uefi_recipe_errors_name_the_position() {
     );
     assert!(!disk.exists());
 }
+
+#[test]
+fn ignition_first_boot_and_embedded_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let disk = fx.path("disk.raw");
+    let config = fx.path("host.ign");
+    fs::write(
+        &config,
+        r#"{"ignition": {"version": "3.3.0"}, "storage": {"files": [{"path": "/etc/hostname", "contents": {"source": "data:,alpha"}}]}}"#,
+    )
+    .unwrap();
+
+    // A tree without Ignition: no flag, and --ignition is refused before anything is made.
+    fx.commit("2026.11.1", true, true);
+    let out = fx.image(&disk, &["--ignition", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("has no Ignition") && err.contains("manifests/ignition.toml"),
+        "{err}"
+    );
+    assert!(!disk.exists());
+
+    // A tree with Ignition's dracut module.
+    let marker = fx.path("tree-2026.11.2/usr/lib/dracut/modules.d/30ignition/module-setup.sh");
+    fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    fs::write(&marker, "# Ignition's dracut module\n").unwrap();
+    fx.commit("2026.11.2", true, true);
+
+    // An invalid config is refused with the file and ignition-validate's words.
+    let bad = fx.path("bad.ign");
+    fs::write(&bad, r#"{"ignition": {"version": "9.9.9"}}"#).unwrap();
+    let out = fx.image(&disk, &["--ignition", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.ign is not a valid Ignition config")
+            && err.contains("unsupported config version"),
+        "{err}"
+    );
+    assert!(!disk.exists());
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+
+    let out = fx.image(&disk, &["--ignition", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["ignition_first_boot"], true);
+    let kargs: Vec<&str> = result["kernel_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(kargs.contains(&"ignition.platform.id=metal"), "{kargs:?}");
+    assert!(!kargs.contains(&"ignition.firstboot"), "{kargs:?}");
+
+    let (_, parts) = partition_table(&disk);
+    let (bs, bl) = (
+        parts[1]["start"].as_u64().unwrap(),
+        parts[1]["size"].as_u64().unwrap(),
+    );
+    let boot = PartMount::new(&disk, bs, bl, fx.path("mnt-boot"));
+    assert!(boot.dir.join("ignition.firstboot").is_file());
+    let cpio = boot.dir.join("ignition/config.cpio");
+    assert_eq!(
+        fs::metadata(&cpio).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let listing = run(Command::new("cpio")
+        .args(["-it", "--quiet", "-F"])
+        .arg(&cpio));
+    assert_eq!(
+        listing.lines().collect::<Vec<_>>(),
+        [
+            "usr",
+            "usr/lib",
+            "usr/lib/ignition",
+            "usr/lib/ignition/user.ign"
+        ]
+    );
+    let unpacked = fx.path("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    run(Command::new("cpio")
+        .args(["-id", "--quiet", "-F"])
+        .arg(&cpio)
+        .current_dir(&unpacked));
+    assert_eq!(
+        fs::read(unpacked.join("usr/lib/ignition/user.ign")).unwrap(),
+        fs::read(&config).unwrap()
+    );
+    // The menu adds the flag's arguments and the config only while the flag is there.
+    let menu = fs::read_to_string(boot.dir.join("loader/grub.cfg")).unwrap();
+    assert!(menu.contains("if [ -f /ignition.firstboot ]"), "{menu}");
+    assert!(
+        menu.contains("${cairn_firstboot_kargs}") && menu.contains("${cairn_firstboot_initrd}"),
+        "{menu}"
+    );
+    drop(boot);
+
+    // Without --ignition: the flag (Ignition reads the platform's config), no embedded one.
+    fs::remove_file(&disk).unwrap();
+    let out = fx.image(&disk, &[]);
+    assert!(out.status.success());
+    let boot = PartMount::new(&disk, bs, bl, fx.path("mnt-boot"));
+    assert!(boot.dir.join("ignition.firstboot").is_file());
+    assert!(!boot.dir.join("ignition").exists());
+    drop(boot);
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
+}

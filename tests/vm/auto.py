@@ -17,9 +17,11 @@ it booted through UEFI with Secure Boot on, so the boot counting of (3) (load_en
 Phases (each timed; the summary prints them):
   compose-v1   cairn-compose tree manifests/container-host.toml into a temp repo
   image        cairn-compose image tests/vm/auto-recipe.toml (hybrid disk, secure-boot; strategy
-               immediate, 1-min timer)
+               immediate, 1-min timer) with an Ignition config embedded (--ignition): the
+               first boot must apply it (hostname gamma) from the image, not from fw_cfg
   publish-v2   v1 + a marker file, committed onto the ref (ostree commit --tree=ref= --tree=dir=)
-  auto-update  (1) boot v1; the agent stages v2 at boot and reboots; v2 comes up on its own
+  auto-update  (1) boot v1; the agent stages v2 at boot and reboots; v2 comes up on its own,
+               still gamma, Ignition ran on the first boot only (from the embedded config)
   publish-v3   v2 + a required health check that fails
   health-rb    (2) the timer stages v3, reboots; the health check fails; the host records v3,
                rolls back to v2 and reboots; the agent then leaves v3 alone
@@ -171,8 +173,13 @@ def main():
         http, url = vm.serve(repo, workdir)
 
         with phase("image"):
+            embedded = os.path.join(workdir, "embedded.ign")
+            with open(embedded, "w") as f:
+                json.dump({"ignition": {"version": "3.3.0"}, "storage": {"files": [
+                    {"path": "/etc/hostname", "mode": 0o644, "overwrite": True,
+                     "contents": {"source": "data:,gamma%0A"}}]}}, f)
             run([COMPOSE, "image", RECIPE, "--repo", repo, "--ref", REF, "-o", disk,
-                 "--remote-url", url], 1200)
+                 "--remote-url", url, "--ignition", embedded], 1200)
 
         with phase("publish-v2"):
             ov = os.path.join(workdir, "overlay-v2")
@@ -197,6 +204,20 @@ def main():
             if not any(d["version"] == v1 and d["rollback"] for d in st["deployments"]):
                 raise TestFailure(f"expected {v1} as the rollback deployment: {vm.versions(st)}")
             guest.sh("test \"$(cat /usr/lib/cairn-e2e/release)\" = v2", 30)
+            # Provisioned on the first boot from the config embedded in the image (through
+            # the signed GRUB under Secure Boot: an initrd GRUB loads after the initramfs).
+            _, name = guest.sh("hostname", 30)
+            if name.strip() != "gamma":
+                raise TestFailure(f"the embedded Ignition config was not applied: hostname {name!r}")
+            _, fetched = guest.sh("journalctl -b -1 -u ignition-fetch-offline.service --no-pager "
+                                  "-o cat | grep -c user.ign", 60, check=False)
+            if not fetched.strip().isdigit() or int(fetched.strip()) == 0:
+                raise TestFailure("the first boot's Ignition did not read the embedded user.ign")
+            guest.sh("! grep -q ignition.firstboot /proc/cmdline && test ! -e /boot/ignition.firstboot "
+                     "&& test ! -e /boot/ignition", 30)
+            guest.sh("test -z \"$(journalctl -b -q -u ignition-files.service)\"", 60)
+            results.append("Ignition: the first boot applied the config embedded in the image "
+                           "(hostname gamma); it did not run again")
             guest.sh("systemctl is-active cairn-health.service", 120)
             st = status()
             agent = st["automatic"]["agent"] or {}
