@@ -62,7 +62,7 @@ def write_config(path, hostname, pubkey, container):
              "contents": {"source": data_url(spec)}},
             {"path": "/etc/e2e/mini-image", "mode": 0o755,
              "contents": {"source": data_url(MINI_IMAGE_SCRIPT)}},
-            # Under /var: it must land in the stateroot's /var (cairn-ignition-var.service).
+            # Under /var: it must land in the stateroot's /var (cairn-ignition-setup.service).
             {"path": "/var/lib/e2e-ignition/host", "mode": 0o644,
              "contents": {"source": data_url(hostname + "\n")}},
         ]},
@@ -124,6 +124,9 @@ def check_host(guest, hostname, key, ssh_port, first_boot):
     guest.sh("systemctl is-system-running --wait >/dev/null || true; "
              "test ! -e /boot/ignition.firstboot && test ! -e /boot/ignition", 120)
     guest.sh(f"test \"$(cat /var/lib/e2e-ignition/host)\" = {hostname}", 30)
+    # Written for Ignition in the initramfs only: libostree would refresh an SELinux policy on
+    # every deploy if the deployment had it.
+    guest.sh("test ! -e /etc/selinux/config", 30)
     out = ssh(key, ssh_port, "hostname; id -un")
     if out.split() != [hostname, "core"]:
         raise TestFailure(f"ssh as core printed {out!r}, expected {hostname} and core")

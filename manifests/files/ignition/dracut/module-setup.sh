@@ -5,8 +5,9 @@
 # after ostree-prepare-root has made /sysroot the deployment. The deployment's /var is an empty
 # directory there: the real root bind-mounts the stateroot's /var over it only later
 # (ostree-system-generator). So that users' home directories and files under /var land where
-# the host will see them, cairn-ignition-var.service mounts the stateroot's /var in its place
-# before Ignition's mount and files stages, and unmounts it before the switch to the real root.
+# the host will see them, cairn-ignition-setup.service mounts the stateroot's /var in its place
+# before Ignition's mount and files stages, and unmounts it before the switch to the real root
+# (it also hands Ignition the SELinux configuration it insists on reading; see the script).
 
 check() {
     # Only when asked for: manifests/ignition.toml names it in add_dracutmodules.
@@ -18,16 +19,16 @@ depends() {
 }
 
 install() {
-    inst_multiple readlink systemd-tmpfiles grep cat
+    inst_multiple readlink systemd-tmpfiles grep cat mkdir rmdir printf
     # Ignition relabels for SELinux with setfiles (see the script); a real one wins.
     if ! find_binary setfiles >/dev/null; then
         inst_script "$moddir/setfiles" /usr/sbin/setfiles
     fi
-    inst_script "$moddir/cairn-ignition-var" /usr/lib/cairn/cairn-ignition-var
-    inst_simple "$moddir/cairn-ignition-var.service" \
-        "$systemdsystemunitdir/cairn-ignition-var.service"
+    inst_script "$moddir/cairn-ignition-setup" /usr/lib/cairn/cairn-ignition-setup
+    inst_simple "$moddir/cairn-ignition-setup.service" \
+        "$systemdsystemunitdir/cairn-ignition-setup.service"
     # Pulled in with Ignition's own units, i.e. only on first boot (ignition-generator).
     mkdir -p "$initdir/$systemdsystemunitdir/ignition-complete.target.requires"
-    ln_r "$systemdsystemunitdir/cairn-ignition-var.service" \
-        "$systemdsystemunitdir/ignition-complete.target.requires/cairn-ignition-var.service"
+    ln_r "$systemdsystemunitdir/cairn-ignition-setup.service" \
+        "$systemdsystemunitdir/ignition-complete.target.requires/cairn-ignition-setup.service"
 }
