@@ -67,12 +67,13 @@ pub fn write(opts: &BundleOptions) -> Result<Written> {
         .tempdir_in(opts.repo.join("tmp"))
         .with_context(|| format!("Creating a work directory in {}/tmp", opts.repo.display()))?;
     let dir = work.path();
-    delta::generate(
-        &repo,
-        from.as_ref().map(|f| f.commit.as_str()),
-        &to.commit,
-        Some(&dir.join(bundle::DELTA)),
-    )?;
+    let delta_file = dir.join(bundle::DELTA);
+    match &from {
+        Some(f) => delta::generate(&repo, Some(&f.commit), &to.commit, Some(&delta_file))?,
+        // A full delta is every object: written uncompressed, for the bundle's multithreaded
+        // zstd (libostree would lzma it on one core).
+        None => delta::write_full_file(&repo, &to.commit, &delta_file)?,
+    }
     let commit = signature::commit_bytes(&repo, &to.commit)?;
     let detached = signature::detached_bytes(&repo, &to.commit)?;
     let commit_signed =

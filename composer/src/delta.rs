@@ -5,14 +5,17 @@
 //!
 //! Deltas are derived data: a failure here is reported but leaves the commit and ref in place.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use cairn_release::glib::{self, prelude::*};
+use cairn_release::gio::prelude::*;
+use cairn_release::glib::{self, translate::IntoGlib};
 use cairn_release::metadata::CommitInfo;
 use cairn_release::{gio, history, ostree};
 use fn_error_context::context;
 use serde::Serialize;
+use sha2::Digest;
 
 /// One delta written.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +65,9 @@ pub fn generate(
         path.push(0);
         params.insert_value("filename", &path.to_variant());
         params.insert_value("inline-parts", &true.to_variant());
+        // Objects over libostree's default 4 MB would be left out as HTTP "fallbacks", which
+        // an offline delta cannot fetch: libostree refuses to apply such a file.
+        params.insert_value("min-fallback-size", &0u32.to_variant());
     }
     repo.static_delta_generate(
         ostree::StaticDeltaGenerateOpt::Major,
@@ -130,4 +136,464 @@ pub fn remove_dangling(
         }
     }
     Ok(removed)
+}
+
+/// A delta part's largest payload before a new part starts (libostree's default
+/// `max-chunk-size`); an object larger than this gets a part of its own.
+const MAX_PART_PAYLOAD: usize = 32 * 1000 * 1000;
+
+/// Writes the full delta (from nothing) to `to` as one self-contained file, the way
+/// [`generate`] with `file` does, but with every part stored uncompressed (compression type
+/// 0, which libostree applies like its own lzma parts). libostree 2022.7 always compresses
+/// parts with lzma on one core (its documented `compression` parameter is ignored), which made
+/// a full bundle of the container host take minutes; the bundle's own zstd compresses the
+/// uncompressed parts on every core instead. Objects go in tree order (the order `tar` would
+/// read them), so similar files sit close together for that compressor.
+#[context("Writing the full static delta to {to} as {}", file.display())]
+pub fn write_full_file(repo: &ostree::Repo, to: &str, file: &Path) -> Result<()> {
+    let commit = repo
+        .load_variant(ostree::ObjectType::Commit, to)
+        .with_context(|| format!("Loading commit {to}"))?;
+    let objects = tree_objects(repo, to, &commit)?;
+    let out =
+        std::fs::File::create(file).with_context(|| format!("Creating {}", file.display()))?;
+    let mut w = VariantWriter::new(std::io::BufWriter::with_capacity(1 << 20, out));
+    let io = |e: std::io::Error| anyhow::anyhow!("Writing {}: {e}", file.display());
+
+    // The superblock `(a{sv}tayay(commit)aya(uayttay)a(yaytt))`, streamed: its metadata
+    // dictionary holds every part inline, so it is as large as the tree.
+    let mut entry_ends = Vec::new();
+    let mut headers = Vec::new();
+    let mut part = PartBuilder::default();
+    for (objtype, checksum) in &objects {
+        let (data, content) = load_object(repo, *objtype, checksum)?;
+        if !part.objects.is_empty() && part.payload.len() + data.len() > MAX_PART_PAYLOAD {
+            let done = std::mem::take(&mut part);
+            headers.push(write_part(&mut w, to, headers.len(), done, &mut entry_ends).map_err(io)?);
+        }
+        part.add(*objtype, checksum, &data, content)?;
+    }
+    if !part.objects.is_empty() {
+        headers.push(write_part(&mut w, to, headers.len(), part, &mut entry_ends).map_err(io)?);
+    }
+    let endianness = if cfg!(target_endian = "little") {
+        b'l'
+    } else {
+        b'B'
+    };
+    w.dict_entry("ostree.endianness", &[endianness], "y")
+        .map_err(io)?;
+    entry_ends.push(w.pos);
+    w.framing_offsets(0, &entry_ends).map_err(io)?;
+    let metadata_end = w.pos;
+
+    // libostree stamps the time of generation; the commit's own time (big-endian in both)
+    // keeps bundles reproducible.
+    w.align(8).map_err(io)?;
+    w.write(commit.child_value(5).data()).map_err(io)?;
+    let from_end = w.pos; // `from`: empty, a delta from nothing.
+    w.write(&hex::decode(to).with_context(|| format!("{to:?} is not hex"))?)
+        .map_err(io)?;
+    let to_end = w.pos;
+    w.align(8).map_err(io)?;
+    w.write(commit.data()).map_err(io)?;
+    let commit_end = w.pos;
+    let deps_end = w.pos; // No prerequisite deltas.
+    let headers = glib::Variant::array_from_iter_with_type(variant_type("(uayttay)")?, headers);
+    w.align(8).map_err(io)?;
+    w.write(headers.data()).map_err(io)?;
+    let headers_end = w.pos;
+    // The fallback objects, fetched over HTTP: none (an empty array is zero bytes).
+    w.align(8).map_err(io)?;
+    // A tuple's framing offsets are those of its variable-size members but the last, reversed.
+    w.framing_offsets(
+        0,
+        &[
+            headers_end,
+            deps_end,
+            commit_end,
+            to_end,
+            from_end,
+            metadata_end,
+        ],
+    )
+    .map_err(io)?;
+    w.out.into_inner().map_err(|e| io(e.into_error()))?;
+    Ok(())
+}
+
+/// The objects of `to`'s tree (all but the commit, which the superblock carries), dirtree
+/// and dirmeta objects first, then the files in path order, each once.
+fn tree_objects(
+    repo: &ostree::Repo,
+    to: &str,
+    commit: &glib::Variant,
+) -> Result<Vec<(ostree::ObjectType, String)>> {
+    use ostree::ObjectType::{DirMeta, DirTree, File};
+    let mut seen = std::collections::HashSet::new();
+    let mut meta = Vec::new();
+    let mut files = Vec::new();
+    // (dirtree, dirmeta) still to read.
+    let mut stack = vec![(
+        hex::encode(commit.child_value(6).data()),
+        hex::encode(commit.child_value(7).data()),
+    )];
+    while let Some((tree, dirmeta)) = stack.pop() {
+        if seen.insert((DirMeta, dirmeta.clone())) {
+            meta.push((DirMeta, dirmeta));
+        }
+        if !seen.insert((DirTree, tree.clone())) {
+            continue;
+        }
+        let v = repo
+            .load_variant(DirTree, &tree)
+            .with_context(|| format!("Loading dirtree {tree}"))?;
+        // `(a(say)a(sayay))`: files (name, checksum), then dirs (name, tree, meta), by name.
+        for f in v.child_value(0).iter() {
+            let checksum = hex::encode(f.child_value(1).data());
+            if seen.insert((File, checksum.clone())) {
+                files.push((File, checksum));
+            }
+        }
+        let dirs: Vec<_> = v.child_value(1).iter().collect();
+        // Reversed onto the stack, so directories come off it in name order.
+        for d in dirs.iter().rev() {
+            stack.push((
+                hex::encode(d.child_value(1).data()),
+                hex::encode(d.child_value(2).data()),
+            ));
+        }
+        meta.push((DirTree, tree));
+    }
+    // libostree's own walk must agree: a delta missing an object would fail only on a host.
+    let reachable = repo
+        .traverse_commit(to, 0, gio::Cancellable::NONE)
+        .with_context(|| format!("Listing the objects of {to}"))?;
+    if reachable.len() != meta.len() + files.len() + 1 {
+        anyhow::bail!(
+            "commit {to} reaches {} objects; its tree walk found {}",
+            reachable.len(),
+            meta.len() + files.len() + 1
+        );
+    }
+    meta.extend(files);
+    Ok(meta)
+}
+
+/// How a content object is recreated: its (uid, gid, mode) and xattrs.
+struct Content {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    xattrs: glib::Variant,
+}
+
+/// An object's bytes as a delta carries them: a metadata object's variant, a file's
+/// content or a symlink's target (with its [`Content`]).
+fn load_object(
+    repo: &ostree::Repo,
+    objtype: ostree::ObjectType,
+    checksum: &str,
+) -> Result<(Vec<u8>, Option<Content>)> {
+    if objtype != ostree::ObjectType::File {
+        let v = repo
+            .load_variant(objtype, checksum)
+            .with_context(|| format!("Loading {objtype:?} object {checksum}"))?;
+        return Ok((v.data().to_vec(), None));
+    }
+    let (stream, info, xattrs) = repo
+        .load_file(checksum, gio::Cancellable::NONE)
+        .with_context(|| format!("Loading file object {checksum}"))?;
+    let content = Content {
+        uid: info.attribute_uint32("unix::uid"),
+        gid: info.attribute_uint32("unix::gid"),
+        mode: info.attribute_uint32("unix::mode"),
+        xattrs,
+    };
+    let data = match (info.file_type(), stream) {
+        (gio::FileType::SymbolicLink, _) => info
+            .symlink_target()
+            .with_context(|| format!("Symlink object {checksum} has no target"))?
+            .as_os_str()
+            .as_encoded_bytes()
+            .to_vec(),
+        (gio::FileType::Regular, Some(stream)) => {
+            let mut data = Vec::with_capacity(usize::try_from(info.size()).unwrap_or(0));
+            std::io::Read::read_to_end(&mut stream.into_read(), &mut data)
+                .with_context(|| format!("Reading file object {checksum}"))?;
+            data
+        }
+        (t, _) => anyhow::bail!("file object {checksum} is a {t:?}, not a file or symlink"),
+    };
+    Ok((data, Some(content)))
+}
+
+/// One delta part being filled: `(a(uuu)aa(ayay)ayay)` (modes, xattrs, payload, operations)
+/// and the objects it creates, in the order of its operations.
+#[derive(Default)]
+struct PartBuilder {
+    modes: Vec<(u32, u32, u32)>,
+    mode_index: std::collections::HashMap<(u32, u32, u32), u64>,
+    xattrs: Vec<glib::Variant>,
+    xattr_index: std::collections::HashMap<Vec<u8>, u64>,
+    payload: Vec<u8>,
+    ops: Vec<u8>,
+    /// Object type byte + 32-byte checksum, per object.
+    objects: Vec<u8>,
+    /// Bytes of the objects it creates.
+    uncompressed: u64,
+}
+
+/// libostree's "open, splice and close" operation: one object from one payload range.
+const OP_OPEN_SPLICE_AND_CLOSE: u8 = b'S';
+
+impl PartBuilder {
+    fn add(
+        &mut self,
+        objtype: ostree::ObjectType,
+        checksum: &str,
+        data: &[u8],
+        content: Option<Content>,
+    ) -> Result<()> {
+        let offset = self.payload.len() as u64;
+        self.payload.extend_from_slice(data);
+        self.uncompressed += data.len() as u64;
+        self.objects.push(objtype.into_glib() as u8);
+        self.objects
+            .extend(hex::decode(checksum).with_context(|| format!("{checksum:?} is not hex"))?);
+        self.ops.push(OP_OPEN_SPLICE_AND_CLOSE);
+        if let Some(c) = content {
+            // Stored big-endian, as libostree does.
+            let mode = (c.uid.to_be(), c.gid.to_be(), c.mode.to_be());
+            let next = self.modes.len() as u64;
+            let mode_offset = *self.mode_index.entry(mode).or_insert_with(|| {
+                self.modes.push(mode);
+                next
+            });
+            let next = self.xattrs.len() as u64;
+            let xattr_offset = *self
+                .xattr_index
+                .entry(c.xattrs.data().to_vec())
+                .or_insert_with(|| {
+                    self.xattrs.push(c.xattrs);
+                    next
+                });
+            varint(&mut self.ops, mode_offset);
+            varint(&mut self.ops, xattr_offset);
+        }
+        varint(&mut self.ops, data.len() as u64);
+        varint(&mut self.ops, offset);
+        Ok(())
+    }
+}
+
+/// libostree's varint (LEB128: seven bits a byte, low first, the high bit for "more").
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn variant_type(s: &str) -> Result<&glib::VariantTy> {
+    glib::VariantTy::new(s).map_err(|e| anyhow::anyhow!("variant type {s}: {e}"))
+}
+
+/// Writes `part` as the metadata entry `deltas/XX/REST/N` → `(yay)` (compression 0, then the
+/// part) and returns its header `(uayttay)`.
+fn write_part<W: Write>(
+    w: &mut VariantWriter<W>,
+    to: &str,
+    index: usize,
+    part: PartBuilder,
+    entry_ends: &mut Vec<u64>,
+) -> std::io::Result<glib::Variant> {
+    let xattr_ty = glib::VariantTy::new("a(ayay)").map_err(std::io::Error::other)?;
+    let body = glib::Variant::tuple_from_iter([
+        part.modes.to_variant(),
+        glib::Variant::array_from_iter_with_type(xattr_ty, part.xattrs),
+        glib::Variant::array_from_fixed_array(&part.payload),
+        glib::Variant::array_from_fixed_array(&part.ops),
+    ]);
+    drop(part.payload);
+    let mut yay = Vec::with_capacity(body.size() + 1);
+    yay.push(0u8); // Compression type: none.
+    yay.extend_from_slice(body.data());
+    drop(body);
+    let key = path(Path::new(""), None, to)
+        .map_err(std::io::Error::other)?
+        .join(index.to_string());
+    let key = key.to_string_lossy();
+    w.dict_entry(&key, &yay, "(yay)")?;
+    entry_ends.push(w.pos);
+    // libostree skips this checksum for inline parts; it is right all the same.
+    let checksum = sha2::Sha256::digest(&yay);
+    Ok(glib::Variant::tuple_from_iter([
+        0u32.to_variant(), // The part format's version.
+        glib::Variant::array_from_fixed_array(checksum.as_slice()),
+        (yay.len() as u64).to_variant(),
+        part.uncompressed.to_variant(),
+        glib::Variant::array_from_fixed_array(&part.objects),
+    ]))
+}
+
+/// Streams a GVariant in serialized form (so a superblock as large as the tree is never held
+/// in memory): containers are written front to back and closed with their framing offsets.
+struct VariantWriter<W: Write> {
+    out: W,
+    /// Bytes written so far: offsets are relative to the variant's start.
+    pos: u64,
+}
+
+impl<W: Write> VariantWriter<W> {
+    fn new(out: W) -> Self {
+        Self { out, pos: 0 }
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(data)?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    /// Pads with zeros to a multiple of `n` (every container here starts so aligned).
+    fn align(&mut self, n: u64) -> std::io::Result<()> {
+        let pad = (n - self.pos % n) % n;
+        self.write(&[0u8; 8][..pad as usize])
+    }
+
+    /// Ends the container that started at `start` with the framing offsets `ends` (each
+    /// relative to `start`), each as wide as the container's total size requires.
+    fn framing_offsets(&mut self, start: u64, ends: &[u64]) -> std::io::Result<()> {
+        let body = self.pos - start;
+        let n = ends.len() as u64;
+        let width = [1u64, 2, 4, 8]
+            .into_iter()
+            .find(|w| *w == 8 || body + n * w < (1u64 << (8 * w)))
+            .unwrap_or(8);
+        for e in ends {
+            let bytes = (e - start).to_le_bytes();
+            self.write(&bytes[..width as usize])?;
+        }
+        Ok(())
+    }
+
+    /// One `{sv}` entry of an `a{sv}` (8-aligned): the key, then a variant holding the
+    /// serialized `value` of type `ty`, then the offset of the key's end.
+    fn dict_entry(&mut self, key: &str, value: &[u8], ty: &str) -> std::io::Result<()> {
+        self.align(8)?;
+        let start = self.pos;
+        self.write(key.as_bytes())?;
+        self.write(&[0])?;
+        let key_end = self.pos;
+        self.align(8)?;
+        self.write(value)?;
+        self.write(&[0])?;
+        self.write(ty.as_bytes())?;
+        self.framing_offsets(start, &[key_end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const SUPERBLOCK: &str = "(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))";
+
+    fn commit(repo: &ostree::Repo, tree: &Path, parent: Option<&str>) -> String {
+        crate::commit::commit(
+            repo,
+            &crate::commit::CommitRequest {
+                tree,
+                osref: "cairn/bookworm/x86_64/stable",
+                parent,
+                subject: "v",
+                metadata: glib::VariantDict::new(None).end(),
+                timestamp: 1,
+                sign_key: None,
+            },
+            &gio::Cancellable::new(),
+        )
+        .unwrap()
+    }
+
+    fn superblock(file: &Path) -> glib::Variant {
+        let bytes = std::fs::read(file).unwrap();
+        let ty = glib::VariantTy::new(SUPERBLOCK).unwrap();
+        glib::Variant::from_bytes_with_type(&glib::Bytes::from(&bytes), ty)
+    }
+
+    #[test]
+    fn file_deltas_carry_large_objects_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::repo::open_or_create(&dir.path().join("repo")).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr")).unwrap();
+        let v0 = commit(&repo, &tree, None);
+        let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(tree.join("usr/big"), &big).unwrap();
+        let v1 = commit(&repo, &tree, Some(&v0));
+        let file = dir.path().join("delta");
+        generate(&repo, Some(&v0), &v1, Some(&file)).unwrap();
+        assert_eq!(
+            superblock(&file).child_value(7).n_children(),
+            0,
+            "no fallbacks"
+        );
+    }
+
+    #[test]
+    fn full_delta_file_is_a_valid_superblock_that_libostree_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::repo::open_or_create(&dir.path().join("repo")).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(tree.join("usr/lib/empty")).unwrap();
+        std::fs::write(tree.join("usr/bin/a"), "one\n").unwrap();
+        std::fs::write(tree.join("usr/bin/same"), "one\n").unwrap();
+        // Larger than a part: the delta needs several.
+        let big: Vec<u8> = (0..MAX_PART_PAYLOAD + 5).map(|i| (i % 251) as u8).collect();
+        std::fs::write(tree.join("usr/lib/big"), &big).unwrap();
+        std::fs::write(tree.join("usr/lib/small"), "x".repeat(300)).unwrap();
+        std::os::unix::fs::symlink("../lib/big", tree.join("usr/bin/link")).unwrap();
+        let to = commit(&repo, &tree, None);
+        let file = dir.path().join("delta");
+        write_full_file(&repo, &to, &file).unwrap();
+
+        let v = superblock(&file);
+        assert!(v.is_normal_form());
+        // Metadata and usr/bin; usr/lib/big alone; usr/lib/small.
+        assert_eq!(v.child_value(6).n_children(), 3);
+
+        let other = crate::repo::open_or_create(&dir.path().join("other")).unwrap();
+        other.prepare_transaction(gio::Cancellable::NONE).unwrap();
+        other
+            .static_delta_execute_offline(
+                &gio::File::for_path(&file),
+                false,
+                gio::Cancellable::NONE,
+            )
+            .unwrap();
+        other.commit_transaction(gio::Cancellable::NONE).unwrap();
+        let out = dir.path().join("out");
+        let st = std::process::Command::new("ostree")
+            .arg(format!("--repo={}", dir.path().join("other").display()))
+            .args(["checkout", "-U", &to])
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(std::fs::read(out.join("usr/lib/big")).unwrap(), big);
+        assert_eq!(
+            std::fs::read_to_string(out.join("usr/bin/a")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("usr/bin/link")).unwrap(),
+            Path::new("../lib/big")
+        );
+        assert!(out.join("usr/lib/empty").is_dir());
+    }
 }

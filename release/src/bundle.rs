@@ -166,7 +166,7 @@ pub fn write(
     let tmp = tempfile::NamedTempFile::new_in(parent)
         .with_context(|| format!("Creating a temp file in {}", parent.display()))?;
     {
-        let enc = zstd::Encoder::new(tmp.as_file(), 3).context("Starting zstd")?;
+        let enc = encoder(tmp.as_file()).context("Starting zstd")?;
         let mut tar = tar::Builder::new(enc);
         let mut add = |name: &str, data: &mut dyn Read, size: u64| -> Result<()> {
             let mut header = tar::Header::new_gnu();
@@ -200,6 +200,19 @@ pub fn write(
     tmp.persist(output)
         .with_context(|| format!("Writing {}", output.display()))?;
     Ok(manifest)
+}
+
+/// zstd level 19 on every core, with a 128 MiB window and long-distance matching, as
+/// `zstd -T0 -19 --long` would: a full bundle's delta is uncompressed (the composer leaves the
+/// compressing to this stream), and a window of 2^27 is the most a decoder accepts by default,
+/// so bundles still open with [`open`] as before.
+fn encoder<W: Write>(out: W) -> std::io::Result<zstd::Encoder<'static, W>> {
+    let mut enc = zstd::Encoder::new(out, 19)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    enc.multithread(u32::try_from(threads).unwrap_or(1))?;
+    enc.window_log(27)?;
+    enc.long_distance_matching(true)?;
+    Ok(enc)
 }
 
 /// Extracts `bundle` into `dir` (an empty directory of the caller's) and checks it: only known
