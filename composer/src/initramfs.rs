@@ -86,6 +86,9 @@ fn remake(tree: &Path, kernels: &[String], source_date_epoch: u64) -> Result<()>
     for kver in kernels {
         chroot::command(tree, &["/etc/kernel/postinst.d/dracut", kver])
             .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
+            // dracut works in /var/tmp by default, which a freshly installed tree lacks once
+            // mmdebstrap has cleaned up; /run is the tmpfs `chroot::command` mounts.
+            .env("TMPDIR", "/run")
             .output_checked()
             .with_context(|| format!("Making the initramfs of {kver} again"))?;
     }
