@@ -532,8 +532,22 @@ fn grub_menu_orders_entries_by_bls_version() {
         ]
     );
     assert!(menu.contains("set default=0\nset timeout=3\n"), "{menu}");
-    assert!(menu.contains("    linux /ostree/a/vmlinuz root=x ostree=/ostree/boot.1/a/b/10\n"));
-    assert!(menu.contains("    initrd /ostree/a/initramfs.img\n"));
+    // The first boot's arguments and embedded Ignition config come from GRUB variables that
+    // are empty once /ignition.firstboot is gone.
+    assert!(
+        menu.contains(
+            "    linux /ostree/a/vmlinuz root=x ostree=/ostree/boot.1/a/b/10 ${cairn_firstboot_kargs}\n"
+        ),
+        "{menu}"
+    );
+    assert!(
+        menu.contains("        initrd /ostree/a/initramfs.img ${cairn_firstboot_initrd}\n"),
+        "{menu}"
+    );
+    assert!(
+        menu.contains("    else\n        initrd /ostree/a/initramfs.img\n"),
+        "{menu}"
+    );
     assert!(!menu.contains("load_video"));
     // No temporary file left behind.
     assert_eq!(
