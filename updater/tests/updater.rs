@@ -416,6 +416,47 @@ fn killed_mid_deploy_leaves_the_host_intact() {
     fx.fsck();
 }
 
+/// The entries of the stateroot's `deploy/` directory: checkouts and their origin files.
+fn deploy_dir_entries(fx: &Fixture) -> Vec<String> {
+    let dir = fx.sysroot.join("ostree/deploy").join(OS).join("deploy");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_failed_deploy_leaves_no_checkout_behind() {
+    let fx = Fixture::new();
+    let v1 = fx.publish(STABLE, 1, 0);
+    // The boot menu cannot be written: the deploy fails after libostree checked the tree out.
+    let script = fx.dir.path().join("failing-grub-menu");
+    std::fs::write(&script, "#!/bin/sh\necho 'no menu today' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let entries = deploy_dir_entries(&fx);
+    let before = fx.deployment_ids();
+    let menu = fx.grub_menu();
+    let out = fx
+        .cairn_cmd(&["upgrade"])
+        .env("OSTREE_GRUB2_EXEC", &script)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(deploy_dir_entries(&fx), entries);
+    assert_eq!(fx.deployment_ids(), before);
+    assert_eq!(fx.grub_menu(), menu);
+    fx.assert_boots(0);
+    // What was pulled stays: the next attempt fetches no content again.
+    assert!(fx.host_has_commit(&v1));
+    let fetched = fx.content_requests();
+    fx.cairn_ok(&["upgrade"]);
+    assert_eq!(fx.content_requests(), fetched);
+    fx.assert_boots(1);
+    fx.fsck();
+}
+
 #[test]
 fn a_second_cairn_waits_for_the_lock_or_fails_with_no_wait() {
     let fx = Fixture::new();

@@ -349,14 +349,28 @@ impl Host {
             },
             ..Default::default()
         };
+        let result = self.deploy_inner(commit, &origin, merge.as_ref(), &opts);
+        if result.is_err() {
+            self.remove_incomplete_deployments();
+        }
+        result
+    }
+
+    fn deploy_inner(
+        &self,
+        commit: &str,
+        origin: &glib::KeyFile,
+        merge: Option<&ostree::Deployment>,
+        opts: &ostree::SysrootDeployTreeOpts<'_>,
+    ) -> Result<DeployMode> {
         if self.is_booted() {
             self.sysroot
                 .stage_tree_with_options(
                     Some(&self.osname),
                     commit,
-                    Some(&origin),
-                    merge.as_ref(),
-                    &opts,
+                    Some(origin),
+                    merge,
+                    opts,
                     gio::Cancellable::NONE,
                 )
                 .context("Staging the deployment")?;
@@ -367,9 +381,9 @@ impl Host {
                 .deploy_tree_with_options(
                     Some(&self.osname),
                     commit,
-                    Some(&origin),
-                    merge.as_ref(),
-                    Some(&opts),
+                    Some(origin),
+                    merge,
+                    Some(opts),
                     gio::Cancellable::NONE,
                 )
                 .context("Checking out the deployment")?;
@@ -377,12 +391,26 @@ impl Host {
                 .simple_write_deployment(
                     Some(&self.osname),
                     &new,
-                    merge.as_ref(),
+                    merge,
                     ostree::SysrootSimpleWriteDeploymentFlags::NONE,
                     gio::Cancellable::NONE,
                 )
                 .context("Writing the deployment list and boot entries")?;
             Ok(DeployMode::Written)
+        }
+    }
+
+    /// After a failed deploy: removes the checkout libostree left behind (a disk that filled
+    /// up mid-checkout would otherwise keep the partial tree, and each retry add another) and
+    /// boot files no bootversion uses. Unlike `cleanup` it prunes nothing from the repository,
+    /// so what was pulled for the attempt stays for the next one.
+    fn remove_incomplete_deployments(&self) {
+        let tidy = self
+            .sysroot
+            .load(gio::Cancellable::NONE)
+            .and_then(|()| self.sysroot.prepare_cleanup(gio::Cancellable::NONE));
+        if let Err(e) = tidy {
+            log::warn!("could not remove the failed deployment's files: {e}");
         }
     }
 
