@@ -200,6 +200,12 @@ def main():
                 raise TestFailure(f"expected {v1} as the rollback deployment: {versions(st)}")
             guest.sh("test \"$(cat /usr/lib/cairn-e2e/release)\" = v2 && htop --version", 30)
             guest.sh("dpkg -s htop >/dev/null", 30)
+            # The deployment the host wrote shares its files with the repository (hardlinks),
+            # as libostree means it to; a copy costs a whole tree of disk per update.
+            _, links = guest.sh("stat -c %h /usr/bin/bash", 30)
+            if int(links.strip().splitlines()[-1]) < 2:
+                raise TestFailure("v2's files are copies, not hardlinks of the repository's "
+                                  f"objects (/usr/bin/bash has {links.strip()} link)")
             guest.sh("test \"$(cat /etc/cairn-e2e-v1.conf)\" = edited-on-v1", 30)
             check_host(guest, "alpha", key_a, port_a, first_boot=False)
             # The declared container came up with the new release, and the health checks

@@ -129,6 +129,15 @@ impl Host {
             sysroot
                 .initialize_with_mount_namespace(gio::Cancellable::NONE)
                 .context("Preparing to write the sysroot (mount namespace)")?;
+            // libostree 2022.7 opened the sysroot's directory before it unshared, so that fd
+            // still walks pid 1's mounts: the repository opened through it would sit on another
+            // mount than the deployment directories, which libostree reopens in the new
+            // namespace when it first writes. linkat() across mounts fails with EXDEV and
+            // libostree silently copies every file of the checkout instead of hardlinking it
+            // (a full tree of disk per deployment, minutes of I/O; it filled auto.py's disk).
+            // Closing the fd now makes `load` open everything in the new namespace, the order
+            // `ostree admin` gets by locking before loading.
+            sysroot.unload();
         }
         sysroot
             .load(gio::Cancellable::NONE)
