@@ -6,7 +6,10 @@
 Phases (each timed; the summary prints them):
   compose-v1  cairn-compose tree manifests/container-host.toml into a temp repo
   image       cairn-compose image tests/vm/recipe.toml (qcow2; remote = this test's HTTP server)
-  host-b      a second host from the same image (a qcow2 overlay) with its own Ignition config
+  ign-fail    a second host from the same image (a qcow2 overlay) first boots with a config
+              Ignition cannot parse: the boot stops in the initramfs, the console shows the
+              failed Ignition unit's journal (cairn-ignition-failed)
+  host-b      the same disk again with its own Ignition config (first boot runs again)
               (fw_cfg): hostname beta, core's SSH key (ssh works), container db running; after a
               reboot Ignition does not run again and the container runs again
   boot-v1     the qcow2 grown by 1 GiB first; qemu -accel tcg with host alpha's Ignition
@@ -34,6 +37,7 @@ the standard library). Budget: under 25 minutes on 2 cores without KVM.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -120,11 +124,41 @@ def main():
         # Disks are often larger than the image: cairn-growfs must grow root into the rest.
         run(["qemu-img", "resize", "-q", disk, f"+{GROW_GIB}G"], 60)
 
+        dir_b = os.path.join(workdir, "beta")
+        os.makedirs(dir_b, exist_ok=True)
+        disk_b = os.path.join(dir_b, "disk.qcow2")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", disk, "-F", "qcow2", disk_b], 60)
+
+        with phase("ign-fail"):
+            # Host beta's first boot, with a config Ignition cannot parse: the boot stops in
+            # the initramfs and the console says why; nothing of the host is provisioned.
+            dir_f = os.path.join(workdir, "beta-broken")
+            os.makedirs(dir_f, exist_ok=True)
+            broken = os.path.join(dir_f, "broken.ign")
+            with open(broken, "w") as f:
+                f.write('{"ignition": {"version": "3.3.0"}, "passwd": ')
+            host_b = Guest(disk_b, dir_f, ignition=broken)
+            grub = host_b.wait_for(BOOTING, 120, 0, "GRUB")
+            told = host_b.wait_for(r"=== Ignition failed: this host is not provisioned ===", 420,
+                                   grub.end(), "the console to say Ignition failed")
+            done = host_b.wait_for(r"=== Fix the Ignition config", 120, told.end(),
+                                   "the end of Ignition's failure report")
+            with host_b.cond:
+                report = host_b.buf[told.end():done.start()]
+            header = "--- ignition-fetch-offline.service ---"
+            journal = report.split(header, 1)[-1]
+            if header not in report or not re.search(r"(?i)critical|error|fail", journal):
+                raise TestFailure(f"the console does not show why Ignition failed:\n{report}")
+            log("Ignition's failure on the console:\n" + report.strip()[-1500:])
+            host_b.wait_shell(180, done.end())
+            code, _ = host_b.sh("test -e /etc/initrd-release", 30, check=False)
+            if code != 0:
+                raise TestFailure("the boot went past the initramfs after Ignition failed")
+            host_b.stop()
+            host_b = None
+
+        # The same disk with beta's real config: first boot runs again (its flag stayed).
         with phase("host-b"):
-            dir_b = os.path.join(workdir, "beta")
-            os.makedirs(dir_b, exist_ok=True)
-            disk_b = os.path.join(dir_b, "disk.qcow2")
-            run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", disk, "-F", "qcow2", disk_b], 60)
             host_b = Guest(disk_b, dir_b, ignition=config_b, ssh_port=port_b)
             grub = host_b.wait_for(BOOTING, 120, 0, "GRUB")
             wait_booted(host_b, grub.end(), time.monotonic())

@@ -19,7 +19,7 @@ depends() {
 }
 
 install() {
-    inst_multiple readlink systemd-tmpfiles grep cat mkdir rmdir printf
+    inst_multiple readlink systemd-tmpfiles grep cat mkdir rmdir printf systemctl journalctl
     # Ignition relabels for SELinux with setfiles (see the script); a real one wins.
     if ! find_binary setfiles >/dev/null; then
         inst_script "$moddir/setfiles" /usr/sbin/setfiles
@@ -31,4 +31,11 @@ install() {
     mkdir -p "$initdir/$systemdsystemunitdir/ignition-complete.target.requires"
     ln_r "$systemdsystemunitdir/cairn-ignition-setup.service" \
         "$systemdsystemunitdir/ignition-complete.target.requires/cairn-ignition-setup.service"
+    # When a stage fails, Ignition's units isolate emergency.target: say why on the console.
+    inst_script "$moddir/cairn-ignition-failed" /usr/lib/cairn/cairn-ignition-failed
+    inst_simple "$moddir/cairn-ignition-failed.service" \
+        "$systemdsystemunitdir/cairn-ignition-failed.service"
+    mkdir -p "$initdir/$systemdsystemunitdir/emergency.target.wants"
+    ln_r "$systemdsystemunitdir/cairn-ignition-failed.service" \
+        "$systemdsystemunitdir/emergency.target.wants/cairn-ignition-failed.service"
 }
