@@ -112,6 +112,20 @@ def wait_agent(status, done, timeout, what):
         time.sleep(15)
 
 
+def wait_agent_reboot(guest, timeout, start, what):
+    """Waits for GRUB to boot after the agent rebooted the host. On a timeout the failure
+    carries the agent's journal (a stage that keeps failing shows only there)."""
+    try:
+        return guest.wait_for(BOOTING, timeout, start, what)
+    except TestFailure as e:
+        try:
+            _, out = guest.sh("journalctl -b -u cairn-agent --no-pager -o cat -n 30", 60,
+                              check=False)
+        except TestFailure:
+            out = "(the guest shell did not answer)"
+        raise TestFailure(f"{e}\ncairn-agent's journal:\n{out}") from e
+
+
 def booted_version(st):
     return vm.booted(st)["version"]
 
@@ -192,7 +206,7 @@ def main():
             t = time.monotonic()
             guest = vm.Guest(disk, workdir, firmware=args.firmware)
             g1 = guest.wait_for(BOOTING, 180, 0, "GRUB (v1)")
-            g2 = guest.wait_for(BOOTING, 1800, g1.end(), "the agent to reboot into v2")
+            g2 = wait_agent_reboot(guest, 1800, g1.end(), "the agent to reboot into v2")
             until_reboot = time.monotonic() - t
             # The agent warned the logged-in console (wall) before it rebooted.
             if not WALL.search(guest.buf, g1.end(), g2.start()):
@@ -252,7 +266,7 @@ def main():
         # (2) The timer stages v3 and reboots; v3 fails its required check; back to v2.
         with phase("health-rb"):
             t = time.monotonic()
-            g3 = guest.wait_for(BOOTING, 900, mark, "the agent to reboot into v3")
+            g3 = wait_agent_reboot(guest, 900, mark, "the agent to reboot into v3")
             to_v3 = time.monotonic() - t
             g4 = guest.wait_for(BOOTING, 900, g3.end(), "the health service to roll back and reboot")
             to_rb = time.monotonic() - t
@@ -296,7 +310,7 @@ def main():
         # (3) The timer stages v4 and reboots; v4 panics; GRUB counts down and boots v2.
         with phase("boot-counter"):
             t = time.monotonic()
-            g5 = guest.wait_for(BOOTING, 900, mark, "the agent to reboot into v4")
+            g5 = wait_agent_reboot(guest, 900, mark, "the agent to reboot into v4")
             to_v4 = time.monotonic() - t
             used = guest.wait_for(r"used up its boot attempts", 1200, g5.end(),
                                   "GRUB's boot counter to run out")
@@ -374,7 +388,7 @@ def main():
             guest.send("\rexit\r")
             guest.wait_for(r"login:", 120, out, "a login prompt after logging out")
             logged_out = time.monotonic()
-            g7 = guest.wait_for(BOOTING, 600, out, "the agent to reboot into v5 after the logout")
+            g7 = wait_agent_reboot(guest, 600, out, "the agent to reboot into v5 after the logout")
             after_logout = time.monotonic() - logged_out
             vm.wait_booted(guest, g7.end(), time.monotonic())
             st = status()
