@@ -69,11 +69,15 @@ def rev_parse(repo, rev):
 
 
 def publish(repo, base_rev, overlay, version, subject):
-    """Commits `overlay` on top of the tree of `base_rev` as the next commit of REF."""
+    """Commits `overlay` on top of the tree of `base_rev` as the next commit of REF.
+
+    No commit modifier (--owner-uid and the like; the overlay is written by root anyway): with
+    one, libostree reads back every file of the base tree instead of reusing its directory
+    objects, a minute here instead of a fraction of a second."""
     keep = ["ostree.bootable", "ostree.linux", "cairn.packages", "cairn.source-date-epoch"]
     run(["ostree", "commit", f"--repo={repo}", "-b", REF, f"--tree=ref={base_rev}",
          f"--tree=dir={overlay}", f"--add-metadata-string=version={version}",
-         f"--bind-ref={REF}", f"--subject={subject}", "--owner-uid=0", "--owner-gid=0"]
+         f"--bind-ref={REF}", f"--subject={subject}"]
         + [f"--keep-metadata={k}" for k in keep], 600)
     run(["ostree", "summary", "-u", f"--repo={repo}"], 120)
     commit = rev_parse(repo, REF)
