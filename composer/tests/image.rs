@@ -790,4 +790,56 @@ fn ignition_first_boot_and_embedded_config() {
         "left behind: {:?}",
         fx.leftovers()
     );
+
+    // --ignition-url: the flag carries the first boot's kernel arguments (the recipe's
+    // platform is metal); a URL GRUB or Ignition cannot take, or one beside --ignition, is
+    // refused before anything is made.
+    fs::remove_file(&disk).unwrap();
+    for (bad, says) in [
+        (
+            &["--ignition-url", "ftp://10.0.2.2/h.ign"][..],
+            "http://, https:// or tftp://",
+        ),
+        (
+            &["--ignition-url", "http://10.0.2.2/$h.ign"][..],
+            "percent-encode",
+        ),
+        (
+            &[
+                "--ignition-url",
+                "http://10.0.2.2/h.ign",
+                "--ignition",
+                config.to_str().unwrap(),
+            ][..],
+            "cannot be used with",
+        ),
+    ] {
+        let out = fx.image(&disk, bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{bad:?}: {err}"
+        );
+        assert!(!disk.exists());
+    }
+    let url = "http://10.0.2.2:8080/hosts/alpha.ign?token=a%20b";
+    let out = fx.image(&disk, &["--ignition-url", url]);
+    assert!(
+        out.status.success(),
+        "image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["ignition_url"], url);
+    let boot = PartMount::new(&disk, bs, bl, fx.path("mnt-boot"));
+    let flag = fs::read_to_string(boot.dir.join("ignition.firstboot")).unwrap();
+    assert!(
+        flag.lines().any(|l| l
+            == format!(
+                "set cairn_firstboot_kargs=\"ignition.config.url={url} ip=dhcp rd.neednet=1\""
+            )),
+        "{flag}"
+    );
+    assert!(!boot.dir.join("ignition").exists());
+    drop(boot);
 }

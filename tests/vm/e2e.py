@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Cairn's VM end-to-end test: compose, build an image, boot it, upgrade, roll back — for real.
 
-    sudo tests/vm/e2e.py [--workdir DIR] [--keep] [--v1-from REPO]
+    sudo tests/vm/e2e.py [--workdir DIR] [--keep] [--v1-from REPO] [--no-build]
 
 Phases (each timed; the summary prints them):
   compose-v1  cairn-compose tree manifests/container-host.toml into a temp repo
   image       cairn-compose image tests/vm/recipe.toml (qcow2; remote = this test's HTTP server)
-  ign-fail    a second host from the same image (a qcow2 overlay) first boots with a config
-              Ignition cannot parse: the boot stops in the initramfs, the console shows the
-              failed Ignition unit's journal (cairn-ignition-failed)
-  host-b      the same disk again with its own Ignition config (first boot runs again)
-              (fw_cfg): hostname beta, core's SSH key (ssh works), container db running; after a
-              reboot Ignition does not run again and the container runs again
+  image-url   the same recipe on Ignition's metal platform, `--ignition-url` on this test's
+              second HTTP server (host delta's disk)
+  ign-fail    delta's first boot fetches a config Ignition cannot parse: the boot stops in the
+              initramfs, the console shows the failed fetch stage's journal (cairn-ignition-failed)
+  host-url    the same disk again, now with delta's own config at the URL: first boot runs
+              again, with DHCP in the initramfs; hostname delta, core's SSH key (ssh works),
+              container cache running; the server saw both fetches
+  host-b      a qcow2 overlay of the first image with beta's own Ignition config (fw_cfg):
+              hostname beta, core's SSH key, container db running
   boot-v1     the qcow2 grown by 1 GiB first; qemu -accel tcg with host alpha's Ignition
               config; wait for the root shell on ttyS0 and for systemd to settle
   check-v1    Ignition provisioned alpha (hostname, ssh as core, a file under /var, container
@@ -19,7 +22,8 @@ Phases (each timed; the summary prints them):
               grew the root filesystem into the extra GiB; podman runs a container; /etc is
               edited
   compose-v2  tests/vm/v2.toml (container-host + htop + a marker file) into the same repo: apt
-              adds htop to v1's kept install (an incremental install; checked)
+              adds htop to v1's kept install (an incremental install; checked); v2's initramfs
+              is v1's object (dracut made it again, reproducibly)
   upgrade     `cairn upgrade --reboot` from http://10.0.2.2:PORT (the host's 127.0.0.1)
   check-v2    v2 booted, v1 listed as rollback, v2's package and file are there, the /etc edit
               made on v1 was carried into v2 (three-way merge), so was what Ignition wrote;
@@ -38,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,8 +50,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
-    BOOTING, COMPOSE, REF, ROOT, Guest, Phases, TestFailure, booted, compose_v1, free_port,
-    head_version, keep_or_clean, log, run, serve, status, stop, versions, wait_booted,
+    BOOTING, COMPOSE, REF, ROOT, Guest, Phases, TestFailure, booted, capture, compose_v1,
+    free_port, head_version, keep_or_clean, log, run, serve, status, stop, versions, wait_booted,
 )
 from provision import check_host, ssh_key, write_config  # noqa: E402
 
@@ -76,12 +81,23 @@ def container_running(guest, name, starts):
     log(f"declared container {name} running (start {starts})")
 
 
+def initramfs_object(repo, rev):
+    """The checksum of the initramfs file object in `rev`."""
+    out = capture(["ostree", "ls", f"--repo={repo}", "-R", "-C", rev, "/usr/lib/modules"], 60)
+    for line in out.splitlines():
+        if line.endswith("/initramfs.img"):
+            return line.split()[4]
+    raise TestFailure(f"no /usr/lib/modules/*/initramfs.img in {rev}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", help="where the repo, image and logs go (default: a new dir under /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory after success")
     ap.add_argument("--v1-from", metavar="REPO",
                     help="take v1 from REPO's ref head instead of composing it (faster, for development)")
+    ap.add_argument("--no-build", action="store_true",
+                    help="use the binaries in target/release as they are (after `cargo test --release`)")
     ap.add_argument("--cache-dir", default=os.path.join(ROOT, "build", "cache"),
                     help="the composer's package cache (default: build/cache)")
     args = ap.parse_args()
@@ -93,14 +109,15 @@ def main():
     repo = os.path.join(workdir, "repo")
     disk = os.path.join(workdir, "disk.qcow2")
     guest = None
-    host_b = None
-    http = None
+    host = None
+    http = config_http = None
     phase = Phases()
     ok = False
 
     try:
-        with phase("build"):
-            run(["cargo", "build", "--release", "--quiet"], 900, cwd=ROOT)
+        if not args.no_build:
+            with phase("build"):
+                run(["cargo", "build", "--release", "--quiet"], 900, cwd=ROOT)
 
         with phase("compose-v1"):
             v1 = compose_v1(repo, args.v1_from, args.cache_dir, 1200)
@@ -113,14 +130,18 @@ def main():
                  "--remote-url", url], 600)
             log(f"image: {os.path.getsize(disk) / 2**20:.0f} MiB qcow2")
 
-        # Two hosts from one image, each with its own Ignition config.
+        # Two hosts from one image, each with its own Ignition config through fw_cfg (alpha,
+        # beta), and a third (delta) on its own disk that fetches its config from a URL.
         key_a, pub_a = ssh_key(workdir, "alpha")
         key_b, pub_b = ssh_key(workdir, "beta")
+        key_d, pub_d = ssh_key(workdir, "delta")
         config_a = os.path.join(workdir, "alpha.ign")
         config_b = os.path.join(workdir, "beta.ign")
+        config_d = os.path.join(workdir, "delta.ign")
         write_config(config_a, "alpha", pub_a, "web")
         write_config(config_b, "beta", pub_b, "db")
-        port_a, port_b = free_port(), free_port()
+        write_config(config_d, "delta", pub_d, "cache")
+        port_a, port_b, port_d = free_port(), free_port(), free_port()
         # Disks are often larger than the image: cairn-growfs must grow root into the rest.
         run(["qemu-img", "resize", "-q", disk, f"+{GROW_GIB}G"], 60)
 
@@ -129,47 +150,87 @@ def main():
         disk_b = os.path.join(dir_b, "disk.qcow2")
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", disk, "-F", "qcow2", disk_b], 60)
 
+        # Delta's config server: a second HTTP server, its own log.
+        served = os.path.join(workdir, "served")
+        os.makedirs(served, exist_ok=True)
+        config_http, config_base = serve(served, workdir, "config-http.log")
+        delta_url = config_base + "delta.ign"
+        dir_d = os.path.join(workdir, "delta")
+        os.makedirs(dir_d, exist_ok=True)
+        disk_d = os.path.join(dir_d, "disk.qcow2")
+
+        with phase("image-url"):
+            # The test recipe on Ignition's metal platform, the one that reads
+            # ignition.config.url.
+            with open(RECIPE) as f:
+                text = f.read()
+            qemu_platform = 'ignition-platform = "qemu"'
+            if qemu_platform not in text:
+                raise TestFailure(f"{RECIPE} no longer says {qemu_platform}")
+            recipe_d = os.path.join(dir_d, "recipe.toml")
+            with open(recipe_d, "w") as f:
+                f.write(text.replace(qemu_platform, 'ignition-platform = "metal"'))
+            run([COMPOSE, "image", recipe_d, "--repo", repo, "--ref", REF, "-o", disk_d,
+                 "--remote-url", url, "--ignition-url", delta_url], 600)
+
         with phase("ign-fail"):
-            # Host beta's first boot, with a config Ignition cannot parse: the boot stops in
-            # the initramfs and the console says why; nothing of the host is provisioned.
-            dir_f = os.path.join(workdir, "beta-broken")
-            os.makedirs(dir_f, exist_ok=True)
-            broken = os.path.join(dir_f, "broken.ign")
-            with open(broken, "w") as f:
+            # Delta's first boot fetches a config Ignition cannot parse: the boot stops in the
+            # initramfs and the console says why; nothing of the host is provisioned.
+            with open(os.path.join(served, "delta.ign"), "w") as f:
                 f.write('{"ignition": {"version": "3.3.0"}, "passwd": ')
-            host_b = Guest(disk_b, dir_f, ignition=broken)
-            grub = host_b.wait_for(BOOTING, 120, 0, "GRUB")
-            told = host_b.wait_for(r"=== Ignition failed: this host is not provisioned ===", 420,
-                                   grub.end(), "the console to say Ignition failed")
-            done = host_b.wait_for(r"=== Fix the Ignition config", 120, told.end(),
-                                   "the end of Ignition's failure report")
-            with host_b.cond:
-                report = host_b.buf[told.end():done.start()]
-            header = "--- ignition-fetch-offline.service ---"
+            dir_f = os.path.join(dir_d, "broken")
+            os.makedirs(dir_f, exist_ok=True)
+            host = Guest(disk_d, dir_f)
+            grub = host.wait_for(BOOTING, 120, 0, "GRUB")
+            told = host.wait_for(r"=== Ignition failed: this host is not provisioned ===", 420,
+                                 grub.end(), "the console to say Ignition failed")
+            done = host.wait_for(r"=== Fix the Ignition config", 120, told.end(),
+                                 "the end of Ignition's failure report")
+            with host.cond:
+                report = host.buf[told.end():done.start()].replace("\r", "")
+            # The config needs the network, so the online fetch stage is the one that fails,
+            # after it fetched the URL.
+            header = "--- ignition-fetch.service ---"
             journal = report.split(header, 1)[-1]
-            if header not in report or not re.search(r"(?i)critical|error|fail", journal):
+            if header not in report or delta_url not in journal \
+                    or not re.search(r"(?i)critical|error|fail", journal):
                 raise TestFailure(f"the console does not show why Ignition failed:\n{report}")
             log("Ignition's failure on the console:\n" + report.strip()[-1500:])
-            host_b.wait_shell(180, done.end())
-            code, _ = host_b.sh("test -e /etc/initrd-release", 30, check=False)
+            host.wait_shell(180, done.end())
+            code, _ = host.sh("test -e /etc/initrd-release", 30, check=False)
             if code != 0:
                 raise TestFailure("the boot went past the initramfs after Ignition failed")
-            host_b.stop()
-            host_b = None
+            host.stop()
+            host = None
 
-        # The same disk with beta's real config: first boot runs again (its flag stayed).
+        # The same disk, with delta's real config at the URL: first boot runs again (its flag
+        # stayed), with the network up in the initramfs.
+        with phase("host-url"):
+            shutil.copyfile(config_d, os.path.join(served, "delta.ign"))
+            host = Guest(disk_d, dir_d, ssh_port=port_d)
+            grub = host.wait_for(BOOTING, 120, 0, "GRUB")
+            wait_booted(host, grub.end(), time.monotonic())
+            check_host(host, "delta", key_d, port_d, first_boot=True, platform="metal",
+                       url=delta_url)
+            container_running(host, "cache", 1)
+            with open(os.path.join(workdir, "config-http.log")) as f:
+                fetched = f.read().count('"GET /delta.ign HTTP/1.1" 200')
+            if fetched != 2:
+                raise TestFailure(f"the config server saw {fetched} fetches of delta.ign, "
+                                  "expected 2 (the broken config, then the good one)")
+            host.stop()
+            host = None
+
         with phase("host-b"):
-            host_b = Guest(disk_b, dir_b, ignition=config_b, ssh_port=port_b)
-            grub = host_b.wait_for(BOOTING, 120, 0, "GRUB")
-            wait_booted(host_b, grub.end(), time.monotonic())
-            check_host(host_b, "beta", key_b, port_b, first_boot=True)
-            container_running(host_b, "db", 1)
-            grub = host_b.reboot_with("systemctl reboot", 300)
-            wait_booted(host_b, grub.end(), time.monotonic())
-            check_host(host_b, "beta", key_b, port_b, first_boot=False)
-            container_running(host_b, "db", 2)
-            host_b.stop()
-            host_b = None
+            host = Guest(disk_b, dir_b, ignition=config_b, ssh_port=port_b)
+            grub = host.wait_for(BOOTING, 120, 0, "GRUB")
+            wait_booted(host, grub.end(), time.monotonic())
+            check_host(host, "beta", key_b, port_b, first_boot=True)
+            container_running(host, "db", 1)
+            # Later boots (Ignition does not run again, the container starts again) are
+            # checked on alpha, through its upgrade and rollback.
+            host.stop()
+            host = None
 
         with phase("boot-v1"):
             guest = Guest(disk, workdir, ignition=config_a, ssh_port=port_a)
@@ -204,6 +265,7 @@ def main():
             guest.sh("cairn container check", 30)
 
         with phase("compose-v2"):
+            v1_initramfs = initramfs_object(repo, REF)
             cmd = [COMPOSE, "tree", V2_MANIFEST, "--repo", repo, "--cache-dir", args.cache_dir, "--json"]
             log("$ " + " ".join(cmd))
             composed = json.loads(subprocess.run(cmd, check=True, timeout=1200,
@@ -217,6 +279,12 @@ def main():
             if v2 == v1:
                 raise TestFailure("composing v2 did not make a new version")
             log(f"v2 = {v2}")
+            # htop puts nothing into the initramfs, so v2's (made again for the manifest's
+            # dracut files) must be v1's, byte for byte: the update does not carry 60 MB.
+            v2_initramfs = initramfs_object(repo, REF)
+            if not args.v1_from and v2_initramfs != v1_initramfs:
+                raise TestFailure(f"v2's initramfs differs from v1's ({v2_initramfs[:12]} vs "
+                                  f"{v1_initramfs[:12]}): dracut's output is not reproducible")
 
         with phase("upgrade"):
             guest.sh("/usr/lib/systemd/systemd-networkd-wait-online --timeout=120", 150)
@@ -292,9 +360,10 @@ def main():
     except Exception as e:  # noqa: BLE001 — report anything with the artifacts
         log(f"FAILED: {type(e).__name__}: {e}")
     finally:
-        if host_b:
-            host_b.stop()
+        if host:
+            host.stop()
         stop(guest, http)
+        stop(None, config_http)
 
     phase.summary("Cairn VM end-to-end", ok)
     if ok:

@@ -101,9 +101,10 @@ def ssh(key, port, command, timeout=180):
         time.sleep(5)
 
 
-def check_host(guest, hostname, key, ssh_port, first_boot):
-    """The host is the one its config described; on `first_boot` Ignition ran in this boot,
-    otherwise it did not run (and the flag that would make it is gone either way)."""
+def check_host(guest, hostname, key, ssh_port, first_boot, platform="qemu", url=None):
+    """The host is the one its config described; on `first_boot` Ignition ran in this boot
+    (on `platform`; with `url`, the first boot's kernel arguments named it), otherwise it did
+    not run (and the flag that would make it is gone either way)."""
     _, out = guest.sh("hostname", 30)
     if out.strip() != hostname:
         raise TestFailure(f"expected hostname {hostname}, got {out.strip()!r}")
@@ -111,8 +112,12 @@ def check_host(guest, hostname, key, ssh_port, first_boot):
     _, files = guest.sh("journalctl -b -q -o cat -u ignition-files.service | tail -n 20", 60,
                         check=False)
     if first_boot:
-        if "ignition.firstboot" not in cmdline or "ignition.platform.id=qemu" not in cmdline:
-            raise TestFailure(f"the first boot had no ignition.firstboot: {cmdline.strip()}")
+        if "ignition.firstboot" not in cmdline or f"ignition.platform.id={platform}" not in cmdline:
+            raise TestFailure(f"the first boot had no ignition.firstboot on {platform}: "
+                              f"{cmdline.strip()}")
+        if url and f"ignition.config.url={url}" not in cmdline.split():
+            raise TestFailure(f"the first boot's kernel arguments do not name {url}: "
+                              f"{cmdline.strip()}")
         if "files" not in files.lower():
             raise TestFailure(f"Ignition's files stage left nothing in the journal: {files!r}")
     else:

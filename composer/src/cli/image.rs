@@ -36,6 +36,11 @@ pub struct ImageArgs {
     /// platform's (checked with ignition-validate; the tree must carry Ignition).
     #[arg(long, value_name = "FILE")]
     ignition: Option<PathBuf>,
+    /// A URL (http, https, tftp) the first boot fetches its Ignition config from, with the
+    /// network up by DHCP in the initramfs for that boot only; the recipe must say
+    /// ignition-platform = "metal".
+    #[arg(long, value_name = "URL", conflicts_with = "ignition")]
+    ignition_url: Option<String>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -55,6 +60,7 @@ pub fn run(a: ImageArgs) -> Result<()> {
             remote_url: a.remote_url,
             format: a.format,
             ignition: a.ignition,
+            ignition_url: a.ignition_url,
         },
         &progress,
     )?;
@@ -92,9 +98,10 @@ pub fn run(a: ImageArgs) -> Result<()> {
     if out.ignition_first_boot {
         println!(
             "  ignition: on first boot, config {}",
-            match &out.ignition_config {
-                Some(p) => format!("embedded from {}", p.display()),
-                None => "from the platform (ignition.platform.id)".to_string(),
+            match (&out.ignition_config, &out.ignition_url) {
+                (Some(p), _) => format!("embedded from {}", p.display()),
+                (None, Some(url)) => format!("fetched from {url} (DHCP in the initramfs)"),
+                (None, None) => "from the platform (ignition.platform.id)".to_string(),
             }
         );
     }

@@ -55,11 +55,47 @@ pub fn read_config(path: &Path) -> Result<Vec<u8>> {
     Ok(config)
 }
 
-/// Arms the first boot on the mounted `/boot` filesystem: the flag, and with `config` the
-/// embedded config (readable by root only: it may hold secrets). `work` is scratch space.
-pub fn arm(boot_fs: &Path, config: Option<&[u8]>, work: &Path) -> Result<()> {
+/// The first boot's extra kernel arguments for a config Ignition fetches from `url`. Ignition
+/// reads `ignition.config.url` on the metal platform only, so the recipe must say
+/// `ignition-platform = "metal"`. The initramfs brings the network up by DHCP for that boot
+/// (`ip=dhcp rd.neednet=1`, read by systemd-network-generator); later boots never wait for
+/// a network in the initramfs. The URL ends up in a GRUB string and on the kernel's command
+/// line, hence the characters refused.
+pub fn url_kargs(url: &str, platform: &str, recipe: &Path) -> Result<String> {
+    let rest = ["http://", "https://", "tftp://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme));
+    let Some(rest) = rest else {
+        bail!("--ignition-url {url:?}: Ignition fetches http://, https:// or tftp:// URLs here; give one of those");
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        bail!("--ignition-url {url:?} names no host");
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\'' | '$' | '\\' | '`'))
+    {
+        bail!("--ignition-url {url:?}: {c:?} cannot go on a kernel command line through GRUB; percent-encode it");
+    }
+    if platform != "metal" {
+        bail!(
+            "--ignition-url: Ignition reads ignition.config.url only on the metal platform, and {} has ignition-platform = {platform:?}; set ignition-platform = \"metal\" in the recipe",
+            recipe.display()
+        );
+    }
+    Ok(format!("ignition.config.url={url} ip=dhcp rd.neednet=1"))
+}
+
+/// Arms the first boot on the mounted `/boot` filesystem: the flag (with `kargs`, kernel
+/// arguments for the first boot only), and with `config` the embedded config (readable by
+/// root only: it may hold secrets). `work` is scratch space.
+pub fn arm(boot_fs: &Path, config: Option<&[u8]>, kargs: Option<&str>, work: &Path) -> Result<()> {
     let flag = boot_fs.join(relative(FIRSTBOOT_FLAG));
-    fs::write(&flag, FLAG_TEXT).with_context(|| format!("Writing {}", flag.display()))?;
+    let mut text = FLAG_TEXT.to_string();
+    if let Some(kargs) = kargs {
+        text.push_str(&format!("set cairn_firstboot_kargs=\"{kargs}\"\n"));
+    }
+    fs::write(&flag, text).with_context(|| format!("Writing {}", flag.display()))?;
     let Some(config) = config else {
         return Ok(());
     };
@@ -90,4 +126,36 @@ pub fn arm(boot_fs: &Path, config: Option<&[u8]>, work: &Path) -> Result<()> {
     fs::set_permissions(&cpio, fs::Permissions::from_mode(0o600))
         .with_context(|| format!("Setting the mode of {}", cpio.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_kargs_for_the_metal_platform() {
+        let recipe = Path::new("r.toml");
+        assert_eq!(
+            url_kargs("http://10.0.2.2:8080/a.ign?x=1&y=%20", "metal", recipe).unwrap(),
+            "ignition.config.url=http://10.0.2.2:8080/a.ign?x=1&y=%20 ip=dhcp rd.neednet=1"
+        );
+        let e = url_kargs("http://h/a.ign", "qemu", recipe)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("r.toml") && e.contains("ignition-platform = \"metal\""),
+            "{e}"
+        );
+        for bad in [
+            "ftp://h/a",
+            "h/a.ign",
+            "http://",
+            "http:///a",
+            "http://h/a b",
+            "http://h/$x",
+            "http://h/\"x",
+        ] {
+            assert!(url_kargs(bad, "metal", recipe).is_err(), "{bad}");
+        }
+    }
 }

@@ -69,6 +69,8 @@ pub struct ImageOptions {
     pub format: Option<Format>,
     /// An Ignition config to embed (the tree must carry Ignition).
     pub ignition: Option<PathBuf>,
+    /// A URL Ignition fetches the config from on the first boot (platform metal).
+    pub ignition_url: Option<String>,
 }
 
 /// What was built.
@@ -102,6 +104,8 @@ pub struct ImageOutcome {
     pub ignition_first_boot: bool,
     /// The Ignition config embedded in the image, if one is.
     pub ignition_config: Option<PathBuf>,
+    /// The URL the first boot fetches its Ignition config from, if one was given.
+    pub ignition_url: Option<String>,
 }
 
 /// Removes a file on drop unless kept.
@@ -189,6 +193,16 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
             cairn_release::tree::IGNITION_DRACUT_MODULE
         ),
         Some(path) => Some(first_boot::read_config(path)?),
+        None => None,
+    };
+    let firstboot_kargs = match &opts.ignition_url {
+        Some(url) if !ignition => bail!(
+            "--ignition-url {url}: commit {} of {} has no Ignition in its initramfs ({}); compose it from a manifest that includes manifests/ignition.toml",
+            &info.commit[..12],
+            opts.osref,
+            cairn_release::tree::IGNITION_DRACUT_MODULE
+        ),
+        Some(url) => Some(first_boot::url_kargs(url, &recipe.ignition_platform, &opts.recipe)?),
         None => None,
     };
     progress.step(&format!(
@@ -306,11 +320,17 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
             progress.detail(line);
         }
         if ignition {
-            progress.step(match ignition_config {
-                Some(_) => "Arming Ignition for the first boot, with the embedded config",
-                None => "Arming Ignition for the first boot (config from the platform)",
+            progress.step(match (&ignition_config, &opts.ignition_url) {
+                (Some(_), _) => "Arming Ignition for the first boot, with the embedded config",
+                (None, Some(_)) => "Arming Ignition for the first boot (config from a URL)",
+                (None, None) => "Arming Ignition for the first boot (config from the platform)",
             });
-            first_boot::arm(boot_mnt.path(), ignition_config.as_deref(), work.path())?;
+            first_boot::arm(
+                boot_mnt.path(),
+                ignition_config.as_deref(),
+                firstboot_kargs.as_deref(),
+                work.path(),
+            )?;
         }
         let default_entry = bootloader::default_entry(boot_mnt.path())?;
         progress.step("Unmounting");
@@ -368,6 +388,7 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         esp_files,
         ignition_first_boot: ignition,
         ignition_config: opts.ignition.clone(),
+        ignition_url: opts.ignition_url.clone(),
     })
 }
 

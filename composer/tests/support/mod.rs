@@ -112,8 +112,12 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The package cache of README's compose and the VM tests (`build/cache`): what these tests
+/// download and install from the real archive is what `tests/vm/e2e.py` composes next, so a
+/// fresh machine fetches Debian's packages once and the VM test starts from the container
+/// host's cached install. Everything in it is keyed by content; the composes take its lock.
 pub fn shared_cache() -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose-cache");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/cache");
     fs::create_dir_all(&p).unwrap();
     p
 }
