@@ -18,13 +18,16 @@ Phases (each timed; the summary prints them):
   compose-v1   cairn-compose tree manifests/container-host.toml into a temp repo
   image        cairn-compose image tests/vm/auto-recipe.toml (hybrid disk, secure-boot; strategy
                immediate, 1-min timer) with an Ignition config embedded (--ignition): the
-               first boot must apply it (hostname gamma) from the image, not from fw_cfg
+               first boot must apply it (hostname gamma, declared container app) from the
+               image, not from fw_cfg
   publish-v2   v1 + a marker file, committed onto the ref (ostree commit --tree=ref= --tree=dir=)
   auto-update  (1) boot v1; the agent stages v2 at boot and reboots; v2 comes up on its own,
                still gamma, Ignition ran on the first boot only (from the embedded config)
-  publish-v3   v2 + a required health check that fails
-  health-rb    (2) the timer stages v3, reboots; the health check fails; the host records v3,
-               rolls back to v2 and reboots; the agent then leaves v3 alone
+  publish-v3   v2 + a drop-in that makes every declared container's start fail
+  health-rb    (2) the timer stages v3, reboots; the container app (declared by gamma's config)
+               crash-loops, so the required builtin:containers check fails without waiting
+               out its timeout; the host records v3, rolls back to v2 and reboots; app
+               runs again; the agent then leaves v3 alone
   publish-v4   v2 with an initramfs the kernel cannot use (its root cannot be mounted; panic=10)
   boot-counter (3) the timer stages v4, reboots; v4 panics 3 times; GRUB's counter boots v2;
                the health service records v4 and makes v2 the default again
@@ -52,6 +55,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as vm  # noqa: E402
 from harness import BOOTING, COMPOSE, REF, ROOT, TestFailure, capture, log, run  # noqa: E402
+from provision import container_running, container_starts, ssh_key, write_config  # noqa: E402
 
 RECIPE = os.path.join(ROOT, "tests", "vm", "auto-recipe.toml")
 AGENT_PERIOD = 60  # seconds: the timer in auto-recipe.toml
@@ -191,11 +195,10 @@ def main():
         http, url = vm.serve(repo, workdir)
 
         with phase("image"):
+            # Host gamma, with a declared container (app) that scenario (2) breaks.
             embedded = os.path.join(workdir, "embedded.ign")
-            with open(embedded, "w") as f:
-                json.dump({"ignition": {"version": "3.3.0"}, "storage": {"files": [
-                    {"path": "/etc/hostname", "mode": 0o644, "overwrite": True,
-                     "contents": {"source": "data:,gamma%0A"}}]}}, f)
+            _, pub = ssh_key(workdir, "gamma")
+            write_config(embedded, "gamma", pub, "app")
             run([COMPOSE, "image", RECIPE, "--repo", repo, "--ref", REF, "-o", disk,
                  "--remote-url", url, "--ignition", embedded], 1200)
 
@@ -255,19 +258,25 @@ def main():
                 lockdown = vm.check_uefi_secure_boot(guest)
                 log(f"guest booted through UEFI, Secure Boot enforced; kernel lockdown: {lockdown}")
                 results.append(f"UEFI under OVMF, Secure Boot enforced (SecureBoot=1), kernel lockdown: {lockdown}")
+            app_starts = container_starts(guest, "app")
+            log(f"declared container app running on {v2} (started {app_starts} times so far)")
             results.append(f"(1) v1 -> v2 at boot, no command typed: {until_reboot:.0f}s from qemu "
                            f"start to GRUB booting v2, then {boot:.0f}s to a settled system")
 
         with phase("publish-v3"):
             ov = os.path.join(workdir, "overlay-v3")
             write(os.path.join(ov, "usr/lib/cairn-e2e/release"), "v3\n")
-            write(os.path.join(ov, "usr/lib/cairn/health.d/required/50-e2e-v3-breaks"),
-                  "#!/bin/sh\necho 'e2e: v3 is broken on purpose' >&2\nexit 1\n", 0o755)
+            # The release breaks the declared containers' service: each start fails before
+            # podman runs, and the unit restarts every 10 s without end.
+            write(os.path.join(ov, "usr/lib/systemd/system/cairn-container@.service.d",
+                               "50-e2e-v3-breaks.conf"),
+                  "[Service]\nExecStartPre=/bin/sh -c 'echo e2e: v3 breaks containers >&2; exit 1'\n")
             v3 = next_version(v2)
             mark = guest.mark()
-            publish(repo, v2_commit, ov, v3, "e2e v3: a required health check fails")
+            publish(repo, v2_commit, ov, v3, "e2e v3: breaks the declared containers")
 
-        # (2) The timer stages v3 and reboots; v3 fails its required check; back to v2.
+        # (2) The timer stages v3 and reboots; v3 breaks the declared container, which fails
+        # the required builtin:containers check; back to v2.
         with phase("health-rb"):
             t = time.monotonic()
             g3 = wait_agent_reboot(guest, 900, mark, "the agent to reboot into v3")
@@ -282,8 +291,17 @@ def main():
             if failed.get(v3, {}).get("reason") != "health-check":
                 raise TestFailure(f"{v3} not recorded as failed: {failed}")
             _, text = guest.sh("cairn status", 60)
-            if v3 not in text or "failed its required health checks" not in text:
+            if v3 not in text or "failed its required health checks" not in text \
+                    or "builtin:containers" not in text:
                 raise TestFailure(f"`cairn status` does not say why:\n{text}")
+            # The check gave up on the crash-looping container without waiting out its 300 s.
+            _, verdict = guest.sh("journalctl -b -1 -u cairn-health.service --no-pager -o cat "
+                                  "| grep -m1 'builtin:containers failed'", 60, check=False)
+            if "restarted" not in verdict:
+                raise TestFailure(f"v3's health journal does not name the crash loop: {verdict!r}")
+            log("v3's health check: " + verdict.strip())
+            # The container did not run on v3 and runs again on v2.
+            container_running(guest, "app", app_starts + 1)
             if args.firmware == "ovmf-secure-boot":
                 vm.check_uefi_secure_boot(guest)
             log("cairn status:\n" + text)
@@ -293,7 +311,7 @@ def main():
             waited = time.monotonic() - t - to_rb
             if BOOTING in guest.buf[quiet:]:
                 raise TestFailure("the host rebooted again after the rollback")
-            results.append(f"(2) v3 fails its required check: {to_v3:.0f}s until GRUB booted v3, "
+            results.append(f"(2) v3 breaks the declared container: {to_v3:.0f}s until GRUB booted v3, "
                            f"{to_rb:.0f}s until GRUB booted v2 again; v3 not retried in {waited:.0f} s "
                            f"(agent: {msg})")
 

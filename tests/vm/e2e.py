@@ -53,32 +53,11 @@ from harness import (  # noqa: E402
     BOOTING, COMPOSE, REF, ROOT, Guest, Phases, TestFailure, booted, capture, compose_v1,
     free_port, head_version, keep_or_clean, log, run, serve, status, stop, versions, wait_booted,
 )
-from provision import check_host, ssh_key, write_config  # noqa: E402
+from provision import check_host, container_running, ssh_key, write_config  # noqa: E402
 
 V2_MANIFEST = os.path.join(ROOT, "tests", "vm", "v2.toml")
 RECIPE = os.path.join(ROOT, "tests", "vm", "recipe.toml")
 GROW_GIB = 1  # the qcow2 grows by this much before its first boot
-
-
-def container_running(guest, name, starts):
-    """The declared container `name` runs, and has been started `starts` times in all (its
-    volume /var/lib/e2e-NAME keeps the count across boots and deployments)."""
-    deadline = time.monotonic() + 300
-    while True:
-        _, out = guest.sh("cairn container list --json", 60)
-        found = [c for c in json.loads(out) if c["name"] == name]
-        if found and found[0]["running"]:
-            break
-        if time.monotonic() > deadline:
-            _, j = guest.sh(f"journalctl -b -u cairn-container@{name} -u e2e-mini-image "
-                            "--no-pager -o cat | tail -20", 60, check=False)
-            raise TestFailure(f"the declared container {name} is not running: {out}\n{j}")
-        time.sleep(5)
-    _, out = guest.sh(f"cat /var/lib/e2e-{name}/starts", 30)
-    if out.split().count("started") != starts:
-        raise TestFailure(f"expected {starts} start(s) of the declared container {name}, "
-                          f"got: {out!r}")
-    log(f"declared container {name} running (start {starts})")
 
 
 def initramfs_object(repo, rev):

@@ -137,3 +137,29 @@ def check_host(guest, hostname, key, ssh_port, first_boot, platform="qemu", url=
         raise TestFailure(f"ssh as core printed {out!r}, expected {hostname} and core")
     log(f"host {hostname}: provisioned by Ignition, ssh core@ works with its key"
         + (" (first boot)" if first_boot else " (Ignition did not run again)"))
+
+
+def container_starts(guest, name):
+    """Waits until the declared container `name` runs; returns how often it has been started
+    in all (its volume /var/lib/e2e-NAME keeps the count across boots and deployments)."""
+    deadline = time.monotonic() + 300
+    while True:
+        _, out = guest.sh("cairn container list --json", 60)
+        found = [c for c in json.loads(out) if c["name"] == name]
+        if found and found[0]["running"]:
+            break
+        if time.monotonic() > deadline:
+            _, j = guest.sh(f"journalctl -b -u cairn-container@{name} -u e2e-mini-image "
+                            "--no-pager -o cat | tail -20", 60, check=False)
+            raise TestFailure(f"the declared container {name} is not running: {out}\n{j}")
+        time.sleep(5)
+    _, out = guest.sh(f"cat /var/lib/e2e-{name}/starts", 30)
+    return out.split().count("started")
+
+
+def container_running(guest, name, starts):
+    """The declared container `name` runs, and has been started `starts` times in all."""
+    got = container_starts(guest, name)
+    if got != starts:
+        raise TestFailure(f"expected {starts} start(s) of the declared container {name}, got {got}")
+    log(f"declared container {name} running (start {starts})")

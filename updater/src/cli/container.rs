@@ -73,12 +73,17 @@ pub(super) fn run(args: &ContainerArgs) -> Result<ExitCode> {
             if !*json {
                 for c in &all {
                     println!(
-                        "{:<20} {:<8} {:<10} {}{}",
+                        "{:<20} {:<8} {:<10} {}{}{}",
                         c.name,
                         if c.running { "running" } else { "stopped" },
                         c.unit_state,
                         c.image.as_deref().unwrap_or("-"),
-                        if c.required { "" } else { " (not required)" }
+                        if c.required { "" } else { " (not required)" },
+                        if c.restarts > 0 {
+                            format!(" (restarted {} times)", c.restarts)
+                        } else {
+                            String::new()
+                        }
                     );
                     if let Some(e) = &c.error {
                         println!("  error: {e}");
