@@ -725,6 +725,8 @@ fn ignition_first_boot_and_embedded_config() {
     );
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["ignition_first_boot"], true);
+    // Embedded: no first-boot kernel arguments (no network needed).
+    assert_eq!(result["ignition_first_boot_kargs"], Value::Null);
     let kargs: Vec<&str> = result["kernel_args"]
         .as_array()
         .unwrap()
@@ -831,6 +833,10 @@ fn ignition_first_boot_and_embedded_config() {
     );
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["ignition_url"], url);
+    assert_eq!(
+        result["ignition_first_boot_kargs"],
+        format!("ignition.config.url={url} ip=dhcp rd.neednet=1")
+    );
     let boot = PartMount::new(&disk, bs, bl, fx.path("mnt-boot"));
     let flag = fs::read_to_string(boot.dir.join("ignition.firstboot")).unwrap();
     assert!(

@@ -104,6 +104,9 @@ pub fn run(a: ImageArgs) -> Result<()> {
                 (None, None) => "from the platform (ignition.platform.id)".to_string(),
             }
         );
+        if let Some(kargs) = &out.ignition_first_boot_kargs {
+            println!("  first boot only: {kargs}");
+        }
     }
     println!("  default: {}", out.default_entry);
     println!("  took:    {elapsed:.1}s");

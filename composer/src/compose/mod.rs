@@ -111,10 +111,10 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
-    let cache = match &opts.cache_dir {
+    let cache = real_dir(&match &opts.cache_dir {
         Some(c) => absolute(c)?,
         None => repo_parent.join("cache"),
-    };
+    })?;
     let lock_in = opts.lockfile.as_deref().map(Lockfile::read).transpose()?;
     if let Some(keep) = opts.keep_tree.as_deref().filter(|k| k.exists()) {
         bail!("--keep-tree {}: it must not exist yet", keep.display());
@@ -291,6 +291,14 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("Resolving {}", p.display()))
+}
+
+/// Creates `dir` if need be and returns its canonical path. The trees are built under the
+/// cache, and `systemctl --root=TREE` (unit enabling) fails on a root with `..` in its path
+/// ("unit … does not exist" for links it just made): `--cache-dir ../cache` must work too.
+fn real_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("Creating {}", dir.display()))?;
+    std::fs::canonicalize(dir).with_context(|| format!("Resolving {}", dir.display()))
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment, else now.

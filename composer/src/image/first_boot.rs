@@ -55,6 +55,17 @@ pub fn read_config(path: &Path) -> Result<Vec<u8>> {
     Ok(config)
 }
 
+/// The network for the first boot of a platform whose config comes from a metadata service
+/// (a cloud's: `aws`, `gcp`, `openstack`, …): DHCP in the initramfs, for that boot only.
+/// Without it nothing brings an interface up there and Ignition's fetch stage retries
+/// forever. `qemu` (fw_cfg) and `metal` (nothing, or a URL: [`url_kargs`]) need none.
+pub const NETWORK_KARGS: &str = "ip=dhcp rd.neednet=1";
+
+/// The first boot's extra kernel arguments for `platform` when no config URL is given.
+pub fn platform_kargs(platform: &str) -> Option<&'static str> {
+    (!matches!(platform, "qemu" | "metal")).then_some(NETWORK_KARGS)
+}
+
 /// The first boot's extra kernel arguments for a config Ignition fetches from `url`. Ignition
 /// reads `ignition.config.url` on the metal platform only, so the recipe must say
 /// `ignition-platform = "metal"`. The initramfs brings the network up by DHCP for that boot
@@ -83,7 +94,7 @@ pub fn url_kargs(url: &str, platform: &str, recipe: &Path) -> Result<String> {
             recipe.display()
         );
     }
-    Ok(format!("ignition.config.url={url} ip=dhcp rd.neednet=1"))
+    Ok(format!("ignition.config.url={url} {NETWORK_KARGS}"))
 }
 
 /// Arms the first boot on the mounted `/boot` filesystem: the flag (with `kargs`, kernel
@@ -133,7 +144,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_kargs_for_the_metal_platform() {
+    fn first_boot_kargs_of_urls_and_platforms() {
         let recipe = Path::new("r.toml");
         assert_eq!(
             url_kargs("http://10.0.2.2:8080/a.ign?x=1&y=%20", "metal", recipe).unwrap(),
@@ -146,6 +157,10 @@ mod tests {
             e.contains("r.toml") && e.contains("ignition-platform = \"metal\""),
             "{e}"
         );
+        assert_eq!(platform_kargs("openstack"), Some(NETWORK_KARGS));
+        assert_eq!(platform_kargs("aws"), Some(NETWORK_KARGS));
+        assert_eq!(platform_kargs("qemu"), None);
+        assert_eq!(platform_kargs("metal"), None);
         for bad in [
             "ftp://h/a",
             "h/a.ign",

@@ -106,6 +106,9 @@ pub struct ImageOutcome {
     pub ignition_config: Option<PathBuf>,
     /// The URL the first boot fetches its Ignition config from, if one was given.
     pub ignition_url: Option<String>,
+    /// Kernel arguments of the first boot only, beside `ignition.firstboot` (the URL, the
+    /// network a platform's metadata service needs).
+    pub ignition_first_boot_kargs: Option<String>,
 }
 
 /// Removes a file on drop unless kept.
@@ -203,7 +206,9 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
             cairn_release::tree::IGNITION_DRACUT_MODULE
         ),
         Some(url) => Some(first_boot::url_kargs(url, &recipe.ignition_platform, &opts.recipe)?),
-        None => None,
+        // An embedded config needs no network; the platform's may.
+        None if ignition_config.is_some() => None,
+        None => first_boot::platform_kargs(&recipe.ignition_platform).map(str::to_string),
     };
     progress.step(&format!(
         "Building a {} MiB image of {} {} ({})",
@@ -389,6 +394,7 @@ pub fn build(opts: &ImageOptions, progress: &Progress) -> Result<ImageOutcome> {
         ignition_first_boot: ignition,
         ignition_config: opts.ignition.clone(),
         ignition_url: opts.ignition_url.clone(),
+        ignition_first_boot_kargs: firstboot_kargs,
     })
 }
 

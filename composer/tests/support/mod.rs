@@ -119,6 +119,7 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 pub fn shared_cache() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/cache");
     fs::create_dir_all(&p).unwrap();
+    // Spelled with `..` on purpose: the composer must cope (it canonicalizes the cache).
     p
 }
 
