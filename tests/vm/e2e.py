@@ -13,6 +13,11 @@ Phases (each timed; the summary prints them):
   host-url    the same disk again, now with delta's own config at the URL: first boot runs
               again, with DHCP in the initramfs; hostname delta, core's SSH key (ssh works),
               container cache running; the server saw both fetches
+  image-drive the same recipe on Ignition's openstack platform (host epsilon's disk; its first
+              boot brings the network up) and a config drive (vfat, label config-2) with
+              epsilon's config
+  host-drive  epsilon boots with the config drive attached: hostname, ssh, container queue;
+              Ignition's fetch stage read config-2
   host-b      a qcow2 overlay of the first image with beta's own Ignition config (fw_cfg):
               hostname beta, core's SSH key, container db running
   boot-v1     the qcow2 grown by 1 GiB first; qemu -accel tcg with host alpha's Ignition
@@ -51,13 +56,27 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
     BOOTING, COMPOSE, REF, ROOT, Guest, Phases, TestFailure, booted, capture, compose_v1,
-    free_port, head_version, keep_or_clean, log, run, serve, status, stop, versions, wait_booted,
+    free_port, head_version, keep_or_clean, log, make_config_drive, run, serve, status, stop,
+    versions, wait_booted,
 )
 from provision import check_host, container_running, ssh_key, write_config  # noqa: E402
 
 V2_MANIFEST = os.path.join(ROOT, "tests", "vm", "v2.toml")
 RECIPE = os.path.join(ROOT, "tests", "vm", "recipe.toml")
 GROW_GIB = 1  # the qcow2 grows by this much before its first boot
+
+
+def recipe_on(platform, workdir):
+    """The test recipe with Ignition's `platform` instead of qemu, written into `workdir`."""
+    with open(RECIPE) as f:
+        text = f.read()
+    qemu_platform = 'ignition-platform = "qemu"'
+    if qemu_platform not in text:
+        raise TestFailure(f"{RECIPE} no longer says {qemu_platform}")
+    path = os.path.join(workdir, "recipe.toml")
+    with open(path, "w") as f:
+        f.write(text.replace(qemu_platform, f'ignition-platform = "{platform}"'))
+    return path
 
 
 def initramfs_object(repo, rev):
@@ -114,13 +133,16 @@ def main():
         key_a, pub_a = ssh_key(workdir, "alpha")
         key_b, pub_b = ssh_key(workdir, "beta")
         key_d, pub_d = ssh_key(workdir, "delta")
+        key_e, pub_e = ssh_key(workdir, "epsilon")
         config_a = os.path.join(workdir, "alpha.ign")
         config_b = os.path.join(workdir, "beta.ign")
         config_d = os.path.join(workdir, "delta.ign")
+        config_e = os.path.join(workdir, "epsilon.ign")
         write_config(config_a, "alpha", pub_a, "web")
         write_config(config_b, "beta", pub_b, "db")
         write_config(config_d, "delta", pub_d, "cache")
-        port_a, port_b, port_d = free_port(), free_port(), free_port()
+        write_config(config_e, "epsilon", pub_e, "queue")
+        port_a, port_b, port_d, port_e = free_port(), free_port(), free_port(), free_port()
         # Disks are often larger than the image: cairn-growfs must grow root into the rest.
         run(["qemu-img", "resize", "-q", disk, f"+{GROW_GIB}G"], 60)
 
@@ -141,14 +163,7 @@ def main():
         with phase("image-url"):
             # The test recipe on Ignition's metal platform, the one that reads
             # ignition.config.url.
-            with open(RECIPE) as f:
-                text = f.read()
-            qemu_platform = 'ignition-platform = "qemu"'
-            if qemu_platform not in text:
-                raise TestFailure(f"{RECIPE} no longer says {qemu_platform}")
-            recipe_d = os.path.join(dir_d, "recipe.toml")
-            with open(recipe_d, "w") as f:
-                f.write(text.replace(qemu_platform, 'ignition-platform = "metal"'))
+            recipe_d = recipe_on("metal", dir_d)
             run([COMPOSE, "image", recipe_d, "--repo", repo, "--ref", REF, "-o", disk_d,
                  "--remote-url", url, "--ignition-url", delta_url], 600)
 
@@ -197,6 +212,35 @@ def main():
             if fetched != 2:
                 raise TestFailure(f"the config server saw {fetched} fetches of delta.ign, "
                                   "expected 2 (the broken config, then the good one)")
+            host.stop()
+            host = None
+
+        # A fourth host, epsilon, on Ignition's openstack platform: its config is on a config
+        # drive (a vfat disk labelled config-2); the first boot also brings the network up
+        # for the platform's metadata service, which does not exist here.
+        dir_e = os.path.join(workdir, "epsilon")
+        os.makedirs(dir_e, exist_ok=True)
+        disk_e = os.path.join(dir_e, "disk.qcow2")
+        drive_e = os.path.join(dir_e, "config-2.img")
+        with phase("image-drive"):
+            out = subprocess.run([COMPOSE, "image", recipe_on("openstack", dir_e), "--repo", repo,
+                                  "--ref", REF, "-o", disk_e, "--remote-url", url, "--json"],
+                                 check=True, timeout=600, stdout=subprocess.PIPE, text=True).stdout
+            kargs = json.loads(out)["ignition_first_boot_kargs"]
+            if kargs != "ip=dhcp rd.neednet=1":
+                raise TestFailure(f"the openstack image's first boot has kargs {kargs!r}")
+            make_config_drive(drive_e, config_e, dir_e)
+
+        with phase("host-drive"):
+            host = Guest(disk_e, dir_e, ssh_port=port_e, config_drive=drive_e)
+            grub = host.wait_for(BOOTING, 120, 0, "GRUB")
+            wait_booted(host, grub.end(), time.monotonic())
+            check_host(host, "epsilon", key_e, port_e, first_boot=True, platform="openstack")
+            _, fetch = host.sh("journalctl -b -o cat -u ignition-fetch.service --no-pager", 60,
+                               check=False)
+            if "config-2" not in fetch:
+                raise TestFailure(f"Ignition's fetch stage did not read the config drive:\n{fetch}")
+            container_running(host, "queue", 1)
             host.stop()
             host = None
 

@@ -71,12 +71,15 @@ def free_port():
 class Guest:
     """A qemu VM and its serial console."""
 
-    def __init__(self, disk, workdir, firmware="bios", ignition=None, ssh_port=None):
+    def __init__(self, disk, workdir, firmware="bios", ignition=None, ssh_port=None,
+                 config_drive=None):
         """`firmware`: "bios" (SeaBIOS, qemu's default machine) or "ovmf-secure-boot" (OVMF
         with Secure Boot enforced on q35; a writable copy of the variable store in `workdir`,
         kept across the guest's reboots). `ignition`: an Ignition config file handed to the
         guest through fw_cfg (where Ignition's qemu platform reads it, at every boot of this
-        VM). `ssh_port`: the host's 127.0.0.1:PORT forwarded to the guest's port 22."""
+        VM). `ssh_port`: the host's 127.0.0.1:PORT forwarded to the guest's port 22.
+        `config_drive`: a raw disk image attached read-only as a second virtio disk (an
+        OpenStack-style config drive, see `make_config_drive`)."""
         self.sock_path = os.path.join(workdir, "console.sock")
         self.monitor_path = os.path.join(workdir, "monitor.sock")
         self.monitor_log = os.path.join(workdir, "monitor.log")
@@ -114,6 +117,8 @@ class Guest:
             ]
         else:
             raise ValueError(f"unknown firmware {firmware!r}")
+        if config_drive:
+            cmd += ["-drive", f"file={config_drive},if=virtio,format=raw,readonly=on"]
         if ssh_port:
             i = cmd.index("user,id=n0")
             cmd[i] += f",hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
@@ -312,6 +317,21 @@ class Guest:
                 self.proc.wait(10)
         self.sock.close()
         self.log.close()
+
+
+def make_config_drive(path, config, workdir):
+    """Writes an OpenStack-style config drive to `path`: a small vfat filesystem labelled
+    config-2 holding `config` (an Ignition config file) as openstack/latest/user_data, where
+    Ignition's openstack platform looks."""
+    run(["mkfs.vfat", "-n", "config-2", "-C", path, "4096"], 60, stdout=subprocess.DEVNULL)
+    mnt = os.path.join(workdir, "config-drive-mnt")
+    os.makedirs(mnt, exist_ok=True)
+    run(["mount", "-o", "loop", path, mnt], 60)
+    try:
+        os.makedirs(os.path.join(mnt, "openstack", "latest"))
+        shutil.copyfile(config, os.path.join(mnt, "openstack", "latest", "user_data"))
+    finally:
+        run(["umount", mnt], 60)
 
 
 def check_uefi_secure_boot(guest):
