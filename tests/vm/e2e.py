@@ -229,7 +229,7 @@ def main():
             kargs = json.loads(out)["ignition_first_boot_kargs"]
             if kargs != "ip=dhcp rd.neednet=1":
                 raise TestFailure(f"the openstack image's first boot has kargs {kargs!r}")
-            make_config_drive(drive_e, config_e, dir_e)
+            make_config_drive(drive_e, config_e)
 
         with phase("host-drive"):
             host = Guest(disk_e, dir_e, ssh_port=port_e, config_drive=drive_e)
