@@ -247,13 +247,7 @@ fn builds_a_bootable_disk() {
     let fx = Fixture::new();
     let commit = fx.commit("2026.11.7", true, true);
     let disk = fx.path("disk.raw");
-    let out = fx.image(&disk, &["--remote-url", "http://10.0.2.2:8080/"]);
-    assert!(
-        out.status.success(),
-        "image failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = built(fx.image(&disk, &["--remote-url", "http://10.0.2.2:8080/"]));
     assert_eq!(result["commit"], commit.as_str());
     assert_eq!(result["version"], "2026.11.7");
     assert_eq!(result["format"], "raw");
@@ -386,13 +380,7 @@ fn qcow2_output() {
     fx.commit("2026.11.2", true, true);
     let disk = fx.path("disk.qcow2");
     // An older version from the ref's history.
-    let out = fx.image(&disk, &["--version", "2026.11.1"]);
-    assert!(
-        out.status.success(),
-        "image failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = built(fx.image(&disk, &["--version", "2026.11.1"]));
     assert_eq!(result["commit"], first.as_str());
     assert_eq!(result["format"], "qcow2");
     let info: Value = serde_json::from_str(&run(Command::new("qemu-img")
@@ -492,18 +480,22 @@ fn fat_read(disk: &Path, offset: u64, path: &str, scratch: &Path) -> Vec<u8> {
     fs::read(scratch).unwrap()
 }
 
-/// Builds a UEFI disk and checks its partitions, ESP, /boot and menu; returns the ESP's files.
-fn check_uefi_disk(fx: &Fixture, bootloader: &str, secure_boot: bool) -> Vec<String> {
-    let name = format!("{bootloader}-{secure_boot}");
-    let recipe = fx.efi_recipe(&format!("{name}.toml"), bootloader, secure_boot);
-    let disk = fx.path(&format!("{name}.raw"));
-    let out = fx.image_of(&recipe, &disk, &[]);
+/// The JSON of an image build that must have succeeded (its stderr in the failure).
+fn built(out: std::process::Output) -> Value {
     assert!(
         out.status.success(),
         "image failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Builds a UEFI disk and checks its partitions, ESP, /boot and menu; returns the ESP's files.
+fn check_uefi_disk(fx: &Fixture, bootloader: &str, secure_boot: bool) -> Vec<String> {
+    let name = format!("{bootloader}-{secure_boot}");
+    let recipe = fx.efi_recipe(&format!("{name}.toml"), bootloader, secure_boot);
+    let disk = fx.path(&format!("{name}.raw"));
+    let result = built(fx.image_of(&recipe, &disk, &[]));
     assert_eq!(result["bootloader"], bootloader);
     assert_eq!(result["secure_boot"], secure_boot);
     assert!(
@@ -717,13 +709,7 @@ fn ignition_first_boot_and_embedded_config() {
         fx.leftovers()
     );
 
-    let out = fx.image(&disk, &["--ignition", config.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "image failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = built(fx.image(&disk, &["--ignition", config.to_str().unwrap()]));
     assert_eq!(result["ignition_first_boot"], true);
     // Embedded: no first-boot kernel arguments (no network needed).
     assert_eq!(result["ignition_first_boot_kargs"], Value::Null);
@@ -825,13 +811,7 @@ fn ignition_first_boot_and_embedded_config() {
         assert!(!disk.exists());
     }
     let url = "http://10.0.2.2:8080/hosts/alpha.ign?token=a%20b";
-    let out = fx.image(&disk, &["--ignition-url", url]);
-    assert!(
-        out.status.success(),
-        "image failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = built(fx.image(&disk, &["--ignition-url", url]));
     assert_eq!(result["ignition_url"], url);
     assert_eq!(
         result["ignition_first_boot_kargs"],
