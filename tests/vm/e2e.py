@@ -10,9 +10,11 @@ Phases (each timed; the summary prints them):
               second HTTP server (host delta's disk)
   ign-fail    delta's first boot fetches a config Ignition cannot parse: the boot stops in the
               initramfs, the console shows the failed fetch stage's journal (cairn-ignition-failed)
-  host-url    the same disk again, now with delta's own config at the URL: first boot runs
-              again, with DHCP in the initramfs; hostname delta, core's SSH key (ssh works),
-              container cache running; the server saw both fetches
+  host-url    the same disk again, now with delta's own config at the URL but the server down:
+              the console says what Ignition waits for (cairn-ignition-waiting: the URL, the
+              connection error); the server comes back and first boot goes on, with DHCP in
+              the initramfs; hostname delta, core's SSH key (ssh works), container cache
+              running; the server saw both fetches
   image-drive the same recipe on Ignition's openstack platform (host epsilon's disk; its first
               boot brings the network up) and a config drive (vfat, label config-2) with
               epsilon's config
@@ -52,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
@@ -198,12 +201,28 @@ def main():
             host = None
 
         # The same disk, with delta's real config at the URL: first boot runs again (its flag
-        # stayed), with the network up in the initramfs.
+        # stayed), with the network up in the initramfs. The config server is down when the
+        # boot starts: Ignition retries, the console says what it waits for, and once the
+        # server is back the boot goes on.
         with phase("host-url"):
             shutil.copyfile(config_d, os.path.join(served, "delta.ign"))
+            stop(None, config_http)
+            config_http = None
             host = Guest(disk_d, dir_d, ssh_port=port_d)
             grub = host.wait_for(BOOTING, 120, 0, "GRUB")
-            wait_booted(host, grub.end(), time.monotonic())
+            told = host.wait_for(r"=== Ignition is still waiting after \d+ s", 420, grub.end(),
+                                 "the console to say Ignition waits for its config")
+            done = host.wait_for(r"=== Ignition retries until", 60, told.end(),
+                                 "the end of the report on what Ignition waits for")
+            with host.cond:
+                report = host.buf[told.end():done.start()].replace("\r", "")
+            if "--- ignition-fetch.service ---" not in report or delta_url not in report \
+                    or not re.search(r"(?i)refused|error|timeout", report):
+                raise TestFailure(f"the console does not show what Ignition waits for:\n{report}")
+            log("Ignition waiting, on the console:\n" + report.strip()[-1500:])
+            config_http, _ = serve(served, workdir, "config-http.log",
+                                   urllib.parse.urlsplit(config_base).port)
+            wait_booted(host, done.end(), time.monotonic())
             check_host(host, "delta", key_d, port_d, first_boot=True, platform="metal",
                        url=delta_url)
             container_running(host, "cache", 1)

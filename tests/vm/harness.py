@@ -433,11 +433,11 @@ def compose_v1(repo, v1_from, cache_dir, timeout):
     return head_version(repo)
 
 
-def serve(repo, workdir, log_name="http.log"):
+def serve(repo, workdir, log_name="http.log", port=None):
     """Serves `repo` (a directory) over HTTP on the host's 127.0.0.1 (the guest's 10.0.2.2),
-    logging requests to WORKDIR/`log_name`. Returns the server process and the URL the guest
-    uses."""
-    port = free_port()
+    on `port` or a free one, logging requests to WORKDIR/`log_name`. Returns the server
+    process and the URL the guest uses."""
+    port = port or free_port()
     http_log = open(os.path.join(workdir, log_name), "ab")
     proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
                              "--directory", repo, str(port)],

@@ -19,7 +19,7 @@ depends() {
 }
 
 install() {
-    inst_multiple readlink systemd-tmpfiles grep cat mkdir rmdir printf systemctl journalctl
+    inst_multiple readlink systemd-tmpfiles grep cat mkdir rmdir printf systemctl journalctl sleep
     # Ignition relabels for SELinux with setfiles (see the script); a real one wins.
     if ! find_binary setfiles >/dev/null; then
         inst_script "$moddir/setfiles" /usr/sbin/setfiles
@@ -31,6 +31,14 @@ install() {
     mkdir -p "$initdir/$systemdsystemunitdir/ignition-complete.target.requires"
     ln_r "$systemdsystemunitdir/cairn-ignition-setup.service" \
         "$systemdsystemunitdir/ignition-complete.target.requires/cairn-ignition-setup.service"
+    # While a stage waits (a config URL that does not answer), say so on the console; also
+    # first boot only.
+    inst_script "$moddir/cairn-ignition-waiting" /usr/lib/cairn/cairn-ignition-waiting
+    inst_simple "$moddir/cairn-ignition-waiting.service" \
+        "$systemdsystemunitdir/cairn-ignition-waiting.service"
+    mkdir -p "$initdir/$systemdsystemunitdir/ignition-complete.target.wants"
+    ln_r "$systemdsystemunitdir/cairn-ignition-waiting.service" \
+        "$systemdsystemunitdir/ignition-complete.target.wants/cairn-ignition-waiting.service"
     # When a stage fails, Ignition's units isolate emergency.target: say why on the console.
     inst_script "$moddir/cairn-ignition-failed" /usr/lib/cairn/cairn-ignition-failed
     inst_simple "$moddir/cairn-ignition-failed.service" \
