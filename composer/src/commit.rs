@@ -2,7 +2,8 @@
 //! the ref moves only when the whole commit is written, so a failure or an interrupt leaves
 //! the repository exactly as it was (libostree drops the half-written staging area later).
 //! With a signing key, the signature (detached metadata) is written in that same transaction.
-//! The commit metadata gets the tree's object list with sizes ([`crate::object_sizes`]).
+//! The commit metadata gets the tree's object list with sizes ([`cairn_release::object_sizes`]:
+//! every object for a first commit, the new ones over a parent).
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use cairn_release::gio;
 use cairn_release::glib;
+use cairn_release::object_sizes;
 use cairn_release::ostree;
 use cairn_release::ostree::prelude::*;
 use cairn_release::signature::{self, SecretKey};
@@ -94,12 +96,11 @@ fn write(
     let meta = root
         .tree_get_metadata_checksum()
         .context("libostree returned a root without a dirmeta")?;
-    // Hosts size an update from this list before they fetch its tree.
+    // Hosts size an update from this list before they fetch its tree; over a parent it names
+    // only the new objects (cairn_release::object_sizes says why).
     let metadata = glib::VariantDict::new(Some(&req.metadata));
-    metadata.insert_value(
-        crate::object_sizes::KEY,
-        &crate::object_sizes::object_sizes(repo, &contents, &meta)?,
-    );
+    let (key, sizes) = object_sizes::commit_entry(repo, &contents, &meta, req.parent)?;
+    metadata.insert_value(key, &sizes);
     let metadata = metadata.end();
     let checksum = repo
         .write_commit_with_time(
@@ -127,4 +128,77 @@ fn write(
 pub fn regenerate_summary(repo: &ostree::Repo) -> Result<()> {
     repo.regenerate_summary(None, gio::Cancellable::NONE)
         .context("Regenerating the repository summary")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Both of the composer's commit paths (libostree's writer for a first commit, the
+    /// checksum-first writer with a parent) list their objects: the first commit every object
+    /// it reaches, the next exactly those its parent does not reach.
+    #[test]
+    fn commits_list_their_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
+        std::fs::write(tree.join("usr/lib/a"), "one\n").unwrap();
+        let repo = ostree::Repo::new(&gio::File::for_path(dir.path().join("repo")));
+        repo.create(ostree::RepoMode::Archive, gio::Cancellable::NONE)
+            .unwrap();
+        let reached = |commit: &str| -> BTreeSet<String> {
+            repo.traverse_commit(commit, 0, gio::Cancellable::NONE)
+                .unwrap()
+                .iter()
+                .filter(|o| o.object_type() != ostree::ObjectType::Commit)
+                .map(|o| o.checksum().to_string())
+                .collect()
+        };
+        let mut parent: Option<String> = None;
+        for n in 0..3 {
+            std::fs::write(tree.join(format!("usr/lib/v{n}")), format!("{n}\n")).unwrap();
+            let commit = commit(
+                &repo,
+                &CommitRequest {
+                    tree: &tree,
+                    osref: "t",
+                    parent: parent.as_deref(),
+                    subject: "t",
+                    metadata: glib::VariantDict::new(None).end(),
+                    timestamp: 1,
+                    sign_key: None,
+                },
+                &gio::Cancellable::new(),
+            )
+            .unwrap();
+            let v = repo
+                .load_variant(ostree::ObjectType::Commit, &commit)
+                .unwrap();
+            let names = |list: &[object_sizes::ObjectSize]| -> BTreeSet<String> {
+                list.iter().map(|o| o.checksum.clone()).collect()
+            };
+            match (object_sizes::listed(&v).unwrap(), &parent) {
+                (object_sizes::Listed::All(all), None) => {
+                    assert_eq!(names(&all), reached(&commit));
+                    // libostree reads the same list.
+                    assert_eq!(
+                        ostree::commit_get_object_sizes(&v).unwrap().len(),
+                        all.len()
+                    );
+                }
+                (object_sizes::Listed::NewOverParent { parent: p, objects }, Some(expected)) => {
+                    assert_eq!(&p, expected);
+                    let new: BTreeSet<String> =
+                        reached(&commit).difference(&reached(&p)).cloned().collect();
+                    // The root dirtree and the changed file, at least.
+                    assert!(new.len() >= 2, "{new:?}");
+                    assert_eq!(names(&objects), new, "commit {n}");
+                }
+                (other, _) => panic!("commit {n} lists {other:?}"),
+            }
+            parent = Some(commit);
+        }
+    }
 }

@@ -17,7 +17,6 @@ pub mod interrupt;
 pub mod lockfile;
 pub mod logging;
 pub mod manifest;
-pub mod object_sizes;
 pub mod postprocess;
 pub mod progress;
 pub mod prune;

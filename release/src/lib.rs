@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod history;
 pub mod metadata;
+pub mod object_sizes;
 pub mod osref;
 pub mod rollout;
 pub mod signature;

@@ -42,17 +42,24 @@ fn check_json(fx: &Fixture) -> Value {
 /// every object of the commit (`ostree ls -R -C`) the host's repository lacks, at the size of
 /// its file on the server.
 fn missing_object_bytes(fx: &Fixture, commit: &str) -> u64 {
-    let listing = run(Command::new("ostree")
-        .arg(format!("--repo={}", fx.srv.display()))
-        .args(["ls", "-R", "-C", commit]));
+    missing_object_bytes_of(fx, &[commit])
+}
+
+/// Like [`missing_object_bytes`], for the objects of any of `commits`.
+fn missing_object_bytes_of(fx: &Fixture, commits: &[&str]) -> u64 {
     let mut objects = std::collections::BTreeSet::new();
-    for line in listing.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if line.starts_with('d') {
-            objects.insert((f[4].to_string(), "dirtree"));
-            objects.insert((f[5].to_string(), "dirmeta"));
-        } else {
-            objects.insert((f[4].to_string(), "file"));
+    for commit in commits {
+        let listing = run(Command::new("ostree")
+            .arg(format!("--repo={}", fx.srv.display()))
+            .args(["ls", "-R", "-C", commit]));
+        for line in listing.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if line.starts_with('d') {
+                objects.insert((f[4].to_string(), "dirtree"));
+                objects.insert((f[5].to_string(), "dirmeta"));
+            } else {
+                objects.insert((f[4].to_string(), "file"));
+            }
         }
     }
     let path = |repo: &Path, sum: &str, ext: &str| {
@@ -125,6 +132,98 @@ fn without_a_delta_the_download_is_the_missing_objects() {
     );
     assert_eq!(fx.order(), [version(1), version(0)]);
     fx.fsck();
+}
+
+/// Commits that list only their objects new over the parent (as the composer writes them):
+/// a host two releases behind fetches the release in between's commit object and joins both
+/// lists down to the commit it runs. The estimate is conservative: what the release in
+/// between added and the new one dropped again counts too.
+#[test]
+fn lists_of_new_objects_are_joined_down_to_the_host_commit() {
+    let fx = Fixture::new();
+    let one = noise(2, 100_000);
+    let c1 = fx.publish_listing_new(STABLE, 1, 20, &[("usr/share/one", &one, 0o644)]);
+    let c2 = fx.publish_listing_new(
+        STABLE,
+        2,
+        20,
+        &[
+            ("usr/share/one", &one, 0o644),
+            ("usr/share/two", &noise(3, 200_000), 0o644),
+        ],
+    );
+    // The newest commit lists none of what its parent has ("one", the unchanged files).
+    let listed = |c: &str| -> Vec<String> {
+        let v = fx
+            .srv_repo()
+            .load_variant(cairn_release::ostree::ObjectType::Commit, c)
+            .unwrap();
+        match cairn_release::object_sizes::listed(&v).unwrap() {
+            cairn_release::object_sizes::Listed::NewOverParent { objects, .. } => {
+                objects.into_iter().map(|o| o.checksum).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let ls = |c: &str, path: &str| {
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", fx.srv.display()))
+            .args(["ls", "-C", c, path]))
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .to_string()
+    };
+    let (one_sum, two_sum) = (ls(&c2, "/usr/share/one"), ls(&c2, "/usr/share/two"));
+    assert!(listed(&c1).contains(&one_sum));
+    assert!(!listed(&c2).contains(&one_sum));
+    assert!(listed(&c2).contains(&two_sum));
+
+    let check = check_json(&fx);
+    assert_eq!(check["download_measured_by"], "objects", "{check}");
+    let reported = check["download_bytes"].as_u64().unwrap();
+    let exact = missing_object_bytes(&fx, &c2);
+    assert_eq!(
+        reported,
+        missing_object_bytes_of(&fx, &[&c1, &c2]),
+        "{check}"
+    );
+    assert!(reported >= exact && exact > 100_000, "{check}");
+    // The release in between's commit object was fetched to read its list.
+    let host_has = |c: &str| {
+        fx.repo()
+            .join(format!("objects/{}/{}.commit", &c[..2], &c[2..]))
+            .exists()
+    };
+    assert!(host_has(&c1));
+    let root = check["root_needed_bytes"].as_u64().unwrap();
+    assert!(root >= 300_000, "{check}");
+
+    let up = upgrade_json(&fx);
+    let fetched = up["bytes_fetched"].as_u64().unwrap();
+    eprintln!("chain: reported {reported}, exact {exact}, fetched {fetched}");
+    assert!(fetched >= exact && fetched < exact + 8192, "{up}");
+    assert_eq!(fx.order(), [version(2), version(0)]);
+    fx.fsck();
+}
+
+/// When the release in between is gone from the server, the lists cannot be joined: the
+/// download is unknown (never guessed), and the upgrade still goes ahead.
+#[test]
+fn a_broken_chain_of_lists_leaves_the_size_unknown() {
+    let fx = Fixture::new();
+    let c1 = fx.publish_listing_new(STABLE, 1, 5, &[]);
+    fx.publish_listing_new(STABLE, 2, 5, &[("usr/share/two", &noise(4, 50_000), 0o644)]);
+    std::fs::remove_file(
+        fx.srv
+            .join(format!("objects/{}/{}.commit", &c1[..2], &c1[2..])),
+    )
+    .unwrap();
+    let check = check_json(&fx);
+    assert!(check["download_bytes"].is_null(), "{check}");
+    assert!(check["root_needed_bytes"].is_null(), "{check}");
+    upgrade_json(&fx);
+    assert_eq!(fx.order(), [version(2), version(0)]);
 }
 
 #[test]

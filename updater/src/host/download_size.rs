@@ -4,19 +4,24 @@
 //! - **delta**: when the remote has a static delta to the commit from a commit the host has,
 //!   the delta superblock's part sizes (a libostree dry-run pull, [`pull::delta_size`]) are
 //!   what the pull downloads;
-//! - **objects**: otherwise the commit's own object list with sizes (`ostree.sizes` in the
-//!   commit metadata, written by `ostree commit --generate-sizes` and by the composer) against
-//!   the objects the host's repository already has: the archived sizes of the missing ones are
-//!   what an object pull downloads.
+//! - **objects**: otherwise the commit's object list with sizes against the objects the
+//!   host's repository already has: the archived sizes of the missing ones are what an object
+//!   pull downloads. The list is in the commit metadata ([`object_sizes`]): every object
+//!   (`ostree.sizes`, from `ostree commit --generate-sizes` or the composer's first commit),
+//!   or the objects new over the parent (`cairn.sizes-new`, the composer's later commits),
+//!   joined along the parents — their commit objects fetched as needed — down to a commit
+//!   the host holds whole.
 //!
 //! The same object list gives what the new objects take on the repository's filesystem and
 //! which objects the new commit needs ([`Missing`], used by [`crate::host::root_space`]). A
-//! commit without `ostree.sizes` cannot be measured without fetching its trees: the numbers are
-//! then unknown (`null`), never guessed.
+//! commit without a list (or whose chain of lists ends before a commit the host holds) cannot
+//! be measured without fetching its trees: the numbers are then unknown (`null`), never
+//! guessed.
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
+use cairn_release::object_sizes::{self, Listed, ObjectSize};
 use cairn_release::{gio, ostree};
 use fn_error_context::context;
 use serde::Serialize;
@@ -38,7 +43,7 @@ pub enum Measure {
     Objects,
 }
 
-/// The objects of a commit the host's repository lacks, from the commit's `ostree.sizes`.
+/// The objects of a commit the host's repository lacks, from the commit's object list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Missing {
     /// How many objects are missing.
@@ -67,7 +72,8 @@ pub struct DownloadSize {
 /// `source` downloads. The caller holds the sysroot lock (the dry run uses the repository).
 #[context("Measuring the download of {commit}")]
 pub fn measure(host: &Host, source: &Source, commit: &str) -> Result<DownloadSize> {
-    let missing = missing_objects(&host.repo(), commit)?;
+    let fetch = |c: &str| pull::fetch_commit_object(host, source, c).map(|_| ());
+    let missing = missing_objects(&host.repo(), commit, Some(&fetch))?;
     if let Some(delta) = pull::delta_size(host, source, commit)? {
         log::debug!(
             "static delta to {commit}: {} parts, {} bytes ({} unpacked)",
@@ -88,55 +94,143 @@ pub fn measure(host: &Host, source: &Source, commit: &str) -> Result<DownloadSiz
     })
 }
 
-/// The objects of `commit` that `repo` lacks, from the commit's `ostree.sizes`; `None` when
-/// the commit carries no such list.
-#[context("Reading the object sizes of commit {commit}")]
-pub fn missing_objects(repo: &ostree::Repo, commit: &str) -> Result<Option<Missing>> {
-    let variant = repo
-        .load_variant(ostree::ObjectType::Commit, commit)
-        .with_context(|| format!("Loading commit {commit}"))?;
-    let entries = match ostree::commit_get_object_sizes(&variant) {
-        Ok(e) => e,
-        Err(e) => {
-            log::debug!("commit {commit} lists no object sizes: {e}");
-            return Ok(None);
+/// How many parents a chain of [`object_sizes::NEW_KEY`] lists is followed, at most, to a
+/// commit the host holds whole: a host many releases behind fetches that many commit objects
+/// (each a few KB) before it can size the update.
+const MAX_PARENTS: usize = 64;
+
+/// A commit's objects with their sizes, as its metadata lists them.
+#[derive(Debug, Default)]
+pub struct ObjectList {
+    /// The listed objects (the union along the chain; may repeat).
+    pub listed: Vec<ObjectSize>,
+    /// The commit the repository holds whole where a chain of "new over the parent" lists
+    /// ended: the listed commit has no object beyond it and `listed`.
+    pub base: Option<String>,
+}
+
+/// Fetches a commit object (by checksum) into the repository.
+pub type FetchCommit<'a> = &'a dyn Fn(&str) -> Result<()>;
+
+/// The objects `commit` (its commit object in `repo`) lists with sizes: its own full list
+/// ([`object_sizes::ALL_KEY`]), or its new objects joined with its parent's list, and so on
+/// down to a commit `repo` holds whole. A parent's commit object missing from `repo` is
+/// fetched with `fetch` (when given). `None` when the commit lists nothing, or the chain
+/// cannot be followed (logged).
+pub fn object_list(
+    repo: &ostree::Repo,
+    commit: &str,
+    fetch: Option<FetchCommit<'_>>,
+) -> Result<Option<ObjectList>> {
+    let mut out = ObjectList::default();
+    let mut at = commit.to_string();
+    for _ in 0..=MAX_PARENTS {
+        let variant = match repo.load_variant(ostree::ObjectType::Commit, &at) {
+            Ok(v) => v,
+            Err(e) => {
+                if at == commit {
+                    return Err(e).with_context(|| format!("Loading commit {at}"));
+                }
+                let Some(fetch) = fetch else {
+                    log::debug!("cannot size {commit}: its ancestor {at} is not here");
+                    return Ok(None);
+                };
+                if let Err(e) = fetch(&at) {
+                    log::info!("cannot size {commit}: its ancestor {at} is not there: {e:#}");
+                    return Ok(None);
+                }
+                repo.load_variant(ostree::ObjectType::Commit, &at)
+                    .with_context(|| format!("Loading commit {at}"))?
+            }
+        };
+        match object_sizes::listed(&variant).with_context(|| format!("Commit {at}"))? {
+            Listed::Nothing => {
+                log::debug!("commit {at} lists no object sizes");
+                return Ok(None);
+            }
+            Listed::All(objects) => {
+                out.listed.extend(objects);
+                return Ok(Some(out));
+            }
+            Listed::NewOverParent { parent, objects } => {
+                out.listed.extend(objects);
+                if holds_whole(repo, &parent) {
+                    out.base = Some(parent);
+                    return Ok(Some(out));
+                }
+                at = parent;
+            }
         }
-    };
-    if entries.is_empty() {
-        log::debug!("commit {commit} lists no object sizes");
-        return Ok(None);
     }
+    log::info!("cannot size {commit}: more than {MAX_PARENTS} releases behind the host's");
+    Ok(None)
+}
+
+/// Whether `repo` has `commit` and every object it reaches (not a commit-only pull).
+fn holds_whole(repo: &ostree::Repo, commit: &str) -> bool {
+    repo.load_commit(commit)
+        .map(|(_, state)| !state.contains(ostree::RepoCommitState::PARTIAL))
+        .unwrap_or(false)
+}
+
+/// The objects of `commit` that `repo` lacks, from the object lists of `commit` and, for a
+/// list of new objects, its parents' (fetched with `fetch` when missing); `None` when they
+/// cannot be known. Conservative where the lists are: an object a parent added that `commit`
+/// dropped again counts as needed.
+#[context("Reading the object sizes of commit {commit}")]
+pub fn missing_objects(
+    repo: &ostree::Repo,
+    commit: &str,
+    fetch: Option<FetchCommit<'_>>,
+) -> Result<Option<Missing>> {
+    let Some(list) = object_list(repo, commit, fetch)? else {
+        return Ok(None);
+    };
     let mut out = Missing::default();
-    for entry in &entries {
-        let objtype = entry.objtype();
-        let checksum = entry.checksum().to_string();
-        if objtype == ostree::ObjectType::DirTree {
-            out.on_disk += BLOCK;
+    if let Some(base) = &list.base {
+        let objects = repo
+            .traverse_commit(base, 0, gio::Cancellable::NONE)
+            .with_context(|| format!("Listing the objects of commit {base}"))?;
+        for o in objects {
+            if o.object_type() != ostree::ObjectType::Commit {
+                out.all.insert((o.object_type(), o.checksum().to_string()));
+            }
+        }
+    }
+    for entry in list.listed {
+        let key = (entry.objtype, entry.checksum);
+        if out.all.contains(&key) {
+            continue;
         }
         let have = repo
-            .has_object(objtype, &checksum, gio::Cancellable::NONE)
-            .with_context(|| format!("Looking up object {checksum}"))?;
+            .has_object(key.0, &key.1, gio::Cancellable::NONE)
+            .with_context(|| format!("Looking up object {}", key.1))?;
         if !have {
             out.objects += 1;
-            out.archived += entry.archived();
-            out.on_disk += round_up(entry.unpacked());
+            out.archived += entry.archived;
+            out.on_disk += round_up(entry.unpacked);
         }
-        out.all.insert((objtype, checksum));
+        out.all.insert(key);
     }
+    // A block for each directory of the new checkout.
+    let dirs = out
+        .all
+        .iter()
+        .filter(|(t, _)| *t == ostree::ObjectType::DirTree)
+        .count() as u64;
+    out.on_disk += dirs * BLOCK;
     Ok(Some(out))
 }
 
-/// Every object's unpacked size (checksum → bytes) from the `ostree.sizes` of `commit`; empty
-/// when the commit carries none.
+/// The unpacked size (checksum → bytes) of each object `commit` lists along its chain of
+/// lists, as far as the commit objects in `repo` go (nothing is fetched); empty when the
+/// commit lists none.
 pub fn unpacked_sizes(repo: &ostree::Repo, commit: &str) -> Result<HashMap<String, u64>> {
-    let variant = repo
-        .load_variant(ostree::ObjectType::Commit, commit)
-        .with_context(|| format!("Loading commit {commit}"))?;
-    Ok(ostree::commit_get_object_sizes(&variant)
-        .map(|entries| {
-            entries
-                .iter()
-                .map(|e| (e.checksum().to_string(), e.unpacked()))
+    Ok(object_list(repo, commit, None)?
+        .map(|list| {
+            list.listed
+                .into_iter()
+                .map(|e| (e.checksum, e.unpacked))
                 .collect()
         })
         .unwrap_or_default())

@@ -3,7 +3,7 @@
 //!
 //! - *Needed*: the commit's missing objects as they land in the host's repository
 //!   ([`download_size::Missing::on_disk`]: unpacked sizes in whole blocks, plus a block per
-//!   directory of the new checkout). A commit without `ostree.sizes` is not checked: its
+//!   directory of the new checkout). A commit without an object list is not checked: its
 //!   objects cannot be sized before they are fetched (logged).
 //! - *Free*: the filesystem's free space minus the reserve libostree keeps for itself
 //!   (`core.min-free-space-size`, else `core.min-free-space-percent` of the filesystem,
@@ -109,10 +109,11 @@ pub fn ensure_root_room(
     source: &Source,
     commit: &str,
 ) -> Result<()> {
-    let Some(missing) = download_size::missing_objects(&host.repo(), commit)? else {
+    let fetch = |c: &str| pull::fetch_commit_object(host, source, c).map(|_| ());
+    let Some(missing) = download_size::missing_objects(&host.repo(), commit, Some(&fetch))? else {
         log::info!(
             "not checking the room for {commit} in the repository: the commit lists no \
-             object sizes (ostree.sizes)"
+             object sizes (ostree.sizes or cairn.sizes-new down to a commit the host has)"
         );
         return Ok(());
     };
@@ -147,7 +148,8 @@ pub fn ensure_root_room(
         // checksum, so it is the one whose signature was checked.
         pull::fetch_commit_object(host, source, commit)?;
     }
-    let missing = download_size::missing_objects(&host.repo(), commit)?.unwrap_or(missing);
+    let missing =
+        download_size::missing_objects(&host.repo(), commit, Some(&fetch))?.unwrap_or(missing);
     let again = root_room(host, &missing)?;
     if again.needed > again.free {
         return refuse(&RootRoom {

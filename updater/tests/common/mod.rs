@@ -236,6 +236,56 @@ impl Fixture {
         commit.trim().to_string()
     }
 
+    /// Like [`publish_with`], as the composer lists a commit's objects over a parent: only
+    /// those the parent does not reach (`cairn.sizes-new`). The tree is committed by the
+    /// ostree CLI, then committed again with that list in place of `ostree.sizes`.
+    pub fn publish_listing_new(
+        &self,
+        ref_: &str,
+        n: u32,
+        extra_files: usize,
+        files: &[(&str, &str, u32)],
+    ) -> String {
+        use cairn_release::glib;
+        use cairn_release::object_sizes;
+        use cairn_release::ostree::prelude::*;
+        let full = self.publish_with(ref_, n, extra_files, files);
+        let repo = self.srv_repo();
+        let (variant, _) = repo.load_commit(&full).unwrap();
+        let parent = ostree::commit_get_parent(&variant).map(|p| p.to_string());
+        let (root, _) = repo.read_commit(&full, gio::Cancellable::NONE).unwrap();
+        let root = root.downcast::<ostree::RepoFile>().unwrap();
+        let (key, list) = object_sizes::commit_entry(
+            &repo,
+            &root.tree_get_contents_checksum().unwrap(),
+            &root.tree_get_metadata_checksum().unwrap(),
+            parent.as_deref(),
+        )
+        .unwrap();
+        assert_eq!(key, object_sizes::NEW_KEY, "commit {n} has a parent");
+        let metadata = glib::VariantDict::new(Some(&variant.child_value(0)));
+        metadata.remove(object_sizes::ALL_KEY);
+        metadata.insert_value(key, &list);
+        repo.prepare_transaction(gio::Cancellable::NONE).unwrap();
+        let commit = repo
+            .write_commit_with_time(
+                parent.as_deref(),
+                Some(&format!("Cairn {}", version(n))),
+                None,
+                Some(&metadata.end()),
+                &root,
+                ostree::commit_get_timestamp(&variant),
+                gio::Cancellable::NONE,
+            )
+            .unwrap();
+        repo.transaction_set_ref(None, ref_, Some(&commit));
+        repo.commit_transaction(gio::Cancellable::NONE).unwrap();
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.srv.display()))
+            .args(["summary", "-u"]));
+        commit.to_string()
+    }
+
     /// The served repository, opened.
     pub fn srv_repo(&self) -> ostree::Repo {
         let repo = ostree::Repo::new(&gio::File::for_path(&self.srv));
