@@ -16,7 +16,7 @@ use crate::ops::check::UpdateSize;
 #[command(
     after_help = "The download is measured from the static delta's superblock when the \
 remote has a delta from a commit the host has, else from the commit's object sizes \
-(ostree.sizes) against the objects the host has; `upgrade` refuses before its pull when the \
+(ostree.sizes, or cairn.sizes-new joined along the parents) against the objects the host has; `upgrade` refuses before its pull when the \
 repository's filesystem cannot hold the new objects.\n\n\
 Exit codes: 0 an update is available, 77 up to date, 1 the check failed."
 )]

@@ -1,7 +1,7 @@
 //! Room in `/boot` for a new deployment: its kernel and initramfs against the free space of
 //! the sysroot's `/boot` filesystem. `cairn check` measures it before the tree is fetched
 //! (after a pull of the directory metadata down to `usr/lib/modules/*`, [`fetch_boot_metadata`],
-//! with file sizes from the commit's `ostree.sizes`); `apply` refuses after the tree is
+//! with file sizes from the commit's object lists); `apply` refuses after the tree is
 //! fetched and before anything is written there, so that a full `/boot` fails with a message
 //! instead of half a boot entry.
 //!
@@ -27,7 +27,7 @@ use crate::host::sysroot::Host;
 const MODULES: [&str; 3] = ["usr", "lib", "modules"];
 
 /// A boot file of a commit: its content checksum and size (`None`: unknown, neither in the
-/// repository nor in the commit's `ostree.sizes`).
+/// repository nor in the commit's object lists).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct BootFile {
     checksum: String,
