@@ -1,12 +1,14 @@
 //! `cairn-compose bundle`: one file that carries what a host on version A needs to reach
-//! version B without a network: a self-contained static delta, the target commit object with
-//! its detached metadata (its signatures), and a signed manifest. The format is
+//! version B without a network: a self-contained static delta (for a host on A, compressed
+//! against A's objects at the paths that changed), the target commit object with its detached
+//! metadata (its signatures), and a signed manifest. The format is
 //! `cairn_release::bundle`'s; hosts apply it with `cairn upgrade --bundle`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cairn_release::bundle::{self, Manifest};
+use cairn_release::delta_reference;
 use cairn_release::history::{find_revision, ref_history};
 use cairn_release::signature::{self, SecretKey};
 use cairn_release::{gio, ostree};
@@ -68,12 +70,25 @@ pub fn write(opts: &BundleOptions) -> Result<Written> {
         .with_context(|| format!("Creating a work directory in {}/tmp", opts.repo.display()))?;
     let dir = work.path();
     let delta_file = dir.join(bundle::DELTA);
-    match &from {
-        Some(f) => delta::generate(&repo, Some(&f.commit), &to.commit, Some(&delta_file))?,
-        // A full delta is every object: written uncompressed, for the bundle's multithreaded
-        // zstd (libostree would lzma it on one core).
-        None => delta::write_full_file(&repo, &to.commit, &delta_file)?,
-    }
+    // Every part uncompressed: a full delta for the bundle's multithreaded zstd (libostree
+    // would lzma it on one core), a delta from a commit for zstd against the objects the host
+    // has at the same paths (cairn_release::delta_reference), which libostree's lzma and
+    // bsdiff parts cannot use.
+    let reference = match &from {
+        Some(f) => {
+            let raw = dir.join("delta.unpacked");
+            let new = delta::write_file(&repo, Some(&f.commit), &to.commit, &raw)?;
+            let refs = delta::references(&repo, &f.commit, &to.commit, &new)?;
+            let bytes = delta_reference::reference_bytes(&repo, &refs)?;
+            delta_reference::compress(&raw, &delta_file, &bytes)?;
+            std::fs::remove_file(&raw).with_context(|| format!("Removing {}", raw.display()))?;
+            refs
+        }
+        None => {
+            delta::write_file(&repo, None, &to.commit, &delta_file)?;
+            Vec::new()
+        }
+    };
     let commit = signature::commit_bytes(&repo, &to.commit)?;
     let detached = signature::detached_bytes(&repo, &to.commit)?;
     let commit_signed =
@@ -91,6 +106,7 @@ pub fn write(opts: &BundleOptions) -> Result<Written> {
             to: to.commit.clone(),
             to_version: to.version,
             members: Default::default(),
+            reference,
         },
         key.as_ref(),
     )?;

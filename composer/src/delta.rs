@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use cairn_release::delta_reference::{Kind, ObjectRef, MAX_REFERENCE};
 use cairn_release::gio::prelude::*;
 use cairn_release::glib::{self, translate::IntoGlib};
 use cairn_release::metadata::CommitInfo;
@@ -142,19 +143,35 @@ pub fn remove_dangling(
 /// `max-chunk-size`); an object larger than this gets a part of its own.
 const MAX_PART_PAYLOAD: usize = 32 * 1000 * 1000;
 
-/// Writes the full delta (from nothing) to `to` as one self-contained file, the way
+/// Writes the delta from `from` (or from nothing) to `to` as one self-contained file, the way
 /// [`generate`] with `file` does, but with every part stored uncompressed (compression type
-/// 0, which libostree applies like its own lzma parts). libostree 2022.7 always compresses
-/// parts with lzma on one core (its documented `compression` parameter is ignored), which made
-/// a full bundle of the container host take minutes; the bundle's own zstd compresses the
-/// uncompressed parts on every core instead. Objects go in tree order (the order `tar` would
-/// read them), so similar files sit close together for that compressor.
-#[context("Writing the full static delta to {to} as {}", file.display())]
-pub fn write_full_file(repo: &ostree::Repo, to: &str, file: &Path) -> Result<()> {
+/// 0, which libostree applies like its own lzma parts) and no bsdiff. libostree 2022.7 always
+/// compresses parts with lzma on one core (its documented `compression` parameter is ignored),
+/// which made a full bundle of the container host take minutes; the bundle compresses the
+/// uncompressed parts with zstd on every core instead, against the objects the host has
+/// ([`references`]) for a delta from a commit. Objects go in tree order (the order `tar`
+/// would read them), so similar files sit close together for that compressor. Returns the
+/// objects written.
+#[context("Writing the static delta {} -> {to} as {}", from.unwrap_or("(nothing)"), file.display())]
+pub fn write_file(
+    repo: &ostree::Repo,
+    from: Option<&str>,
+    to: &str,
+    file: &Path,
+) -> Result<std::collections::HashSet<String>> {
     let commit = repo
         .load_variant(ostree::ObjectType::Commit, to)
         .with_context(|| format!("Loading commit {to}"))?;
-    let objects = tree_objects(repo, to, &commit)?;
+    let mut objects = tree_objects(repo, to, &commit)?;
+    if let Some(f) = from {
+        let have: std::collections::HashSet<String> = repo
+            .traverse_commit(f, 0, gio::Cancellable::NONE)
+            .with_context(|| format!("Listing the objects of {f}"))?
+            .iter()
+            .map(|o| o.checksum().to_string())
+            .collect();
+        objects.retain(|(_, checksum)| !have.contains(checksum));
+    }
     let out =
         std::fs::File::create(file).with_context(|| format!("Creating {}", file.display()))?;
     let mut w = VariantWriter::new(std::io::BufWriter::with_capacity(1 << 20, out));
@@ -169,12 +186,16 @@ pub fn write_full_file(repo: &ostree::Repo, to: &str, file: &Path) -> Result<()>
         let (data, content) = load_object(repo, *objtype, checksum)?;
         if !part.objects.is_empty() && part.payload.len() + data.len() > MAX_PART_PAYLOAD {
             let done = std::mem::take(&mut part);
-            headers.push(write_part(&mut w, to, headers.len(), done, &mut entry_ends).map_err(io)?);
+            headers.push(
+                write_part(&mut w, (from, to), headers.len(), done, &mut entry_ends).map_err(io)?,
+            );
         }
         part.add(*objtype, checksum, &data, content)?;
     }
     if !part.objects.is_empty() {
-        headers.push(write_part(&mut w, to, headers.len(), part, &mut entry_ends).map_err(io)?);
+        headers.push(
+            write_part(&mut w, (from, to), headers.len(), part, &mut entry_ends).map_err(io)?,
+        );
     }
     let endianness = if cfg!(target_endian = "little") {
         b'l'
@@ -191,7 +212,11 @@ pub fn write_full_file(repo: &ostree::Repo, to: &str, file: &Path) -> Result<()>
     // keeps bundles reproducible.
     w.align(8).map_err(io)?;
     w.write(commit.child_value(5).data()).map_err(io)?;
-    let from_end = w.pos; // `from`: empty, a delta from nothing.
+    if let Some(f) = from {
+        w.write(&hex::decode(f).with_context(|| format!("{f:?} is not hex"))?)
+            .map_err(io)?;
+    }
+    let from_end = w.pos; // `from`: empty for a delta from nothing.
     w.write(&hex::decode(to).with_context(|| format!("{to:?} is not hex"))?)
         .map_err(io)?;
     let to_end = w.pos;
@@ -219,7 +244,102 @@ pub fn write_full_file(repo: &ostree::Repo, to: &str, file: &Path) -> Result<()>
     )
     .map_err(io)?;
     w.out.into_inner().map_err(|e| io(e.into_error()))?;
-    Ok(())
+    Ok(objects.into_iter().map(|(_, checksum)| checksum).collect())
+}
+
+/// What a delta from `from` to `to` that carries the objects `new` is compressed against
+/// (`cairn_release::delta_reference`): at each path where `to` has a new dirtree or file, the
+/// one `from` has there, each once, up to the reference's size limit.
+#[context("Choosing the objects of {from} the delta to {to} is compressed against")]
+pub fn references(
+    repo: &ostree::Repo,
+    from: &str,
+    to: &str,
+    new: &std::collections::HashSet<String>,
+) -> Result<Vec<ObjectRef>> {
+    let root = |c: &str| -> Result<String> {
+        let v = repo
+            .load_variant(ostree::ObjectType::Commit, c)
+            .with_context(|| format!("Loading commit {c}"))?;
+        Ok(hex::encode(v.child_value(6).data()))
+    };
+    let mut refs = Refs {
+        repo,
+        new,
+        out: Vec::new(),
+        seen: std::collections::HashSet::new(),
+        bytes: 0,
+    };
+    refs.walk(&root(from)?, &root(to)?)?;
+    Ok(refs.out)
+}
+
+/// The walk of [`references`].
+struct Refs<'a> {
+    repo: &'a ostree::Repo,
+    new: &'a std::collections::HashSet<String>,
+    out: Vec<ObjectRef>,
+    seen: std::collections::HashSet<String>,
+    bytes: u64,
+}
+
+impl Refs<'_> {
+    /// Compares the dirtrees `old` (of `from`) and `new` (of `to`) at one path.
+    fn walk(&mut self, old: &str, new: &str) -> Result<()> {
+        if old == new || !self.new.contains(new) {
+            return Ok(());
+        }
+        let load = |sum: &str| {
+            self.repo
+                .load_variant(ostree::ObjectType::DirTree, sum)
+                .with_context(|| format!("Loading dirtree {sum}"))
+        };
+        let (old_tree, new_tree) = (load(old)?, load(new)?);
+        self.add(Kind::Dirtree, old, old_tree.size() as u64);
+        // `(a(say)a(sayay))`: files (name, checksum), then dirs (name, tree, meta).
+        let entries = |v: &glib::Variant, i: usize, at: usize| {
+            v.child_value(i)
+                .iter()
+                .map(|e| {
+                    (
+                        e.child_value(0).str().unwrap_or_default().to_string(),
+                        hex::encode(e.child_value(at).data()),
+                    )
+                })
+                .collect::<std::collections::BTreeMap<String, String>>()
+        };
+        let old_files = entries(&old_tree, 0, 1);
+        for (name, sum) in entries(&new_tree, 0, 1) {
+            match old_files.get(&name) {
+                Some(was) if *was != sum && self.new.contains(&sum) => {
+                    let (_, info, _) = self
+                        .repo
+                        .load_file(was, gio::Cancellable::NONE)
+                        .with_context(|| format!("Loading file object {was}"))?;
+                    self.add(Kind::File, was, u64::try_from(info.size()).unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        let old_dirs = entries(&old_tree, 1, 1);
+        for (name, sum) in entries(&new_tree, 1, 1) {
+            if let Some(was) = old_dirs.get(&name) {
+                self.walk(was, &sum)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, kind: Kind, checksum: &str, size: u64) {
+        if self.bytes + size > MAX_REFERENCE || !self.seen.insert(checksum.to_string()) {
+            return;
+        }
+        self.bytes += size;
+        self.out.push(ObjectRef {
+            kind,
+            checksum: checksum.to_string(),
+        });
+    }
 }
 
 /// The objects of `to`'s tree (all but the commit, which the superblock carries), dirtree
@@ -404,7 +524,7 @@ fn variant_type(s: &str) -> Result<&glib::VariantTy> {
 /// part) and returns its header `(uayttay)`.
 fn write_part<W: Write>(
     w: &mut VariantWriter<W>,
-    to: &str,
+    (from, to): (Option<&str>, &str),
     index: usize,
     part: PartBuilder,
     entry_ends: &mut Vec<u64>,
@@ -421,7 +541,7 @@ fn write_part<W: Write>(
     yay.push(0u8); // Compression type: none.
     yay.extend_from_slice(body.data());
     drop(body);
-    let key = path(Path::new(""), None, to)
+    let key = path(Path::new(""), from, to)
         .map_err(std::io::Error::other)?
         .join(index.to_string());
     let key = key.to_string_lossy();
@@ -560,7 +680,7 @@ mod tests {
         std::os::unix::fs::symlink("../lib/big", tree.join("usr/bin/link")).unwrap();
         let to = commit(&repo, &tree, None);
         let file = dir.path().join("delta");
-        write_full_file(&repo, &to, &file).unwrap();
+        write_file(&repo, None, &to, &file).unwrap();
 
         let v = superblock(&file);
         assert!(v.is_normal_form());

@@ -9,7 +9,9 @@
 //! - [`COMMIT`]: the target commit object's bytes (sha256 = the target checksum);
 //! - [`COMMITMETA`]: its detached metadata (`a{sv}`, holding the commit's own signatures);
 //! - [`DELTA`]: a self-contained libostree static delta (superblock with inline parts) from
-//!   `from` (or from nothing) to `to`.
+//!   `from` (or from nothing) to `to`. In format 2 (a manifest with a `reference`), that delta
+//!   compressed with zstd against objects of `from` the manifest lists
+//!   ([`crate::delta_reference`]): the host decompresses it with its own copies of them.
 //!
 //! [`open`] extracts into a directory of the caller's and checks everything (member set,
 //! sizes, sha256, manifest signature, commit checksum) before the caller writes anything
@@ -23,6 +25,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::delta_reference::ObjectRef;
 use crate::glib;
 use crate::metadata::CommitInfo;
 use crate::signature::{PublicKey, SecretKey, TrustedKeys, SIGNATURE_LEN};
@@ -37,8 +40,11 @@ pub const COMMIT: &str = "commit";
 pub const COMMITMETA: &str = "commitmeta";
 /// The static delta member.
 pub const DELTA: &str = "delta";
-/// The format version written and understood.
-pub const FORMAT: u32 = 1;
+/// The newest format version, written when the delta is compressed against a reference;
+/// readers understand it and every older one.
+pub const FORMAT: u32 = 2;
+/// The format of a bundle without a reference.
+const FORMAT_PLAIN: u32 = 1;
 
 const MEMBERS: [&str; 5] = [MANIFEST, MANIFEST_SIG, COMMIT, COMMITMETA, DELTA];
 /// Members the manifest lists (all but itself and its signature).
@@ -73,6 +79,9 @@ pub struct Manifest {
     pub to_version: Option<String>,
     /// The payload members.
     pub members: BTreeMap<String, Member>,
+    /// The objects of `from` the delta is compressed against, in order (empty: it is not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference: Vec<ObjectRef>,
 }
 
 /// A checked, extracted bundle.
@@ -151,7 +160,11 @@ pub fn write(
     mut manifest: Manifest,
     key: Option<&SecretKey>,
 ) -> Result<Manifest> {
-    manifest.format = FORMAT;
+    manifest.format = if manifest.reference.is_empty() {
+        FORMAT_PLAIN
+    } else {
+        FORMAT
+    };
     manifest.members.clear();
     for name in PAYLOAD {
         manifest
@@ -215,6 +228,26 @@ fn encoder<W: Write>(out: W) -> std::io::Result<zstd::Encoder<'static, W>> {
     Ok(enc)
 }
 
+impl Opened {
+    /// The static delta as libostree applies it: the [`DELTA`] member itself, or, when it is
+    /// compressed against a reference, decompressed with the reference's objects from `repo`
+    /// (which holds the commit the bundle starts from) into the bundle's directory.
+    pub fn delta_file(&self, repo: &ostree::Repo) -> Result<PathBuf> {
+        let packed = self.member(DELTA);
+        if self.manifest.reference.is_empty() {
+            return Ok(packed);
+        }
+        let from = self.manifest.from.as_deref().unwrap_or("(nothing)");
+        let reference = crate::delta_reference::reference_bytes(repo, &self.manifest.reference)
+            .with_context(|| {
+                format!("Reading the objects of {from} the bundle's delta is compressed against")
+            })?;
+        let out = self.dir.join("delta.unpacked");
+        crate::delta_reference::decompress(&packed, &out, &reference)?;
+        Ok(out)
+    }
+}
+
 /// Extracts `bundle` into `dir` (an empty directory of the caller's) and checks it: only known
 /// regular-file members, each once; the manifest's format; the manifest signature (required
 /// when `require_signature`; checked against `trusted`); every payload member's size and
@@ -236,9 +269,12 @@ pub fn open(
         read(&dir.join(MANIFEST)).with_context(|| format!("{} has no {MANIFEST}", what()))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .with_context(|| format!("{}: {MANIFEST} is not a valid bundle manifest", what()))?;
-    if manifest.format != FORMAT {
+    if !(FORMAT_PLAIN..=FORMAT).contains(&manifest.format)
+        || (manifest.format == FORMAT_PLAIN && !manifest.reference.is_empty())
+    {
         bail!(
-            "{}: format {} is not understood (this cairn reads format {FORMAT})",
+            "{}: format {} is not understood (this cairn reads formats {FORMAT_PLAIN} to \
+             {FORMAT}, and format {FORMAT_PLAIN} has no reference)",
             what(),
             manifest.format
         );

@@ -9,6 +9,7 @@
 //! It holds no composing or deploying logic.
 
 pub mod bundle;
+pub mod delta_reference;
 pub mod history;
 pub mod metadata;
 pub mod object_sizes;

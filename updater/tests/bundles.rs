@@ -40,6 +40,95 @@ fn delta_bundle_upgrades_offline() {
     assert!(out.contains("Already at"), "{out}");
 }
 
+/// A host on v1 (from the network, signed by `k`) and v2 on the server: v1 has a large file
+/// that v2 changes in one line.
+fn one_line_changed(fx: &Fixture) -> (SecretKey, String, String) {
+    let k = SecretKey::generate().unwrap();
+    fx.trust("release", &k);
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i} of a big file\n"))
+        .collect();
+    let changed = text.replace("line 777 of", "line 777 (changed) of");
+    let v1 = fx.publish_with(STABLE, 1, 200, &[("usr/share/big", &text, 0o644)]);
+    fx.sign(&v1, &k);
+    fx.cairn_ok(&["upgrade"]);
+    assert_eq!(fx.order(), ["2026.11.1", "2026.11.0"]);
+    let v2 = fx.publish_with(STABLE, 2, 200, &[("usr/share/big", &changed, 0o644)]);
+    fx.sign(&v2, &k);
+    (k, v1, v2)
+}
+
+/// The composer's bundle from the host's version: its delta is compressed against the
+/// host's own objects at the paths that changed (format 2), smaller than the libostree
+/// delta (lzma and bsdiff) of the same change, and it applies offline.
+#[test]
+fn composed_bundle_compressed_against_the_host_upgrades_offline() {
+    let fx = Fixture::new();
+    let (k, v1, v2) = one_line_changed(&fx);
+    let composed = fx.compose_bundle(Some(&v1), &v2, &k);
+    let stock = fx.bundle(Some(&v1), &v2, Some(&k));
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    eprintln!(
+        "bundle v1 -> v2: composer {} B, libostree delta {} B",
+        size(&composed),
+        size(&stock)
+    );
+    assert!(size(&composed) < size(&stock));
+    let requests = fx.server.object_requests();
+    let out = fx.cairn_ok(&["upgrade", "--bundle", composed.to_str().unwrap()]);
+    assert!(out.contains("2026.11.2"), "{out}");
+    assert_eq!(
+        fx.server.object_requests(),
+        requests,
+        "the bundle used the network"
+    );
+    assert_eq!(fx.order(), ["2026.11.2", "2026.11.1"]);
+    fx.fsck();
+}
+
+/// A host whose copy of a reference object differs (a damaged repository) cannot decompress
+/// the delta: the upgrade fails saying so, and nothing is written.
+#[test]
+fn a_host_with_a_damaged_reference_object_refuses_the_bundle() {
+    let fx = Fixture::new();
+    let (k, v1, v2) = one_line_changed(&fx);
+    let file = fx.compose_bundle(Some(&v1), &v2, &k);
+    let x = tempfile::tempdir().unwrap();
+    let trusted = cairn_release::signature::TrustedKeys {
+        keys: vec![k.public()],
+        searched: vec![],
+    };
+    let opened = cairn_release::bundle::open(&file, x.path(), &trusted, true).unwrap();
+    assert_eq!(opened.manifest.format, 2);
+    // The big file's old version, which the new one matches but for a line; in the host's
+    // bare repository its object is the file itself.
+    let object = |sum: &str| {
+        fx.repo()
+            .join(format!("objects/{}/{}.file", &sum[..2], &sum[2..]))
+    };
+    let path = opened
+        .manifest
+        .reference
+        .iter()
+        .filter(|r| r.kind == cairn_release::delta_reference::Kind::File)
+        .map(|r| object(&r.checksum))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 100_000);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let before = fx.deployment_ids();
+    let err = fx.cairn_fails(&["upgrade", "--bundle", file.to_str().unwrap()], 1);
+    assert!(err.contains("against the host's objects"), "{err}");
+    assert_eq!(fx.deployment_ids(), before);
+    assert!(
+        !fx.host_has_commit(&v2),
+        "the refused bundle wrote the commit"
+    );
+}
+
 #[test]
 fn full_bundle_upgrades_offline() {
     let fx = Fixture::new();

@@ -1,6 +1,7 @@
 //! Importing an opened, checked bundle (`cairn_release::bundle`) into the sysroot's
-//! repository: its static delta and the commit's detached metadata, in one repository
-//! transaction.
+//! repository: its static delta (decompressed first against the host's own objects when the
+//! bundle says so) and the commit's detached metadata, in one repository transaction.
+//! libostree checks every object it writes from the delta against its checksum.
 
 use anyhow::{Context, Result};
 use cairn_release::{bundle, gio, ostree, signature};
@@ -19,8 +20,9 @@ fn write(repo: &ostree::Repo, opened: &bundle::Opened) -> Result<()> {
     repo.prepare_transaction(gio::Cancellable::NONE)
         .context("Starting a repository transaction")?;
     let result = (|| -> Result<()> {
+        let delta = opened.delta_file(repo)?;
         repo.static_delta_execute_offline(
-            &gio::File::for_path(opened.member(bundle::DELTA)),
+            &gio::File::for_path(&delta),
             false,
             gio::Cancellable::NONE,
         )

@@ -374,9 +374,32 @@ impl Fixture {
                 to: to.into(),
                 to_version: None,
                 members: Default::default(),
+                reference: Vec::new(),
             },
             key,
         )
+        .unwrap();
+        out
+    }
+
+    /// A bundle of the served repository from `from` to `to` as `cairn-compose bundle` writes
+    /// it (the composer's own code): from a commit, its delta is compressed against the
+    /// objects the host has (format 2).
+    pub fn compose_bundle(&self, from: Option<&str>, to: &str, key: &SecretKey) -> PathBuf {
+        let key_path = self.dir.path().join("bundle-signing.key");
+        key.write_pair(&key_path).unwrap();
+        let out = self
+            .dir
+            .path()
+            .join(format!("{}.composed.cairnbundle", &to[..12]));
+        cairn_composer::bundle::write(&cairn_composer::bundle::BundleOptions {
+            repo: self.srv.clone(),
+            osref: Some(STABLE.into()),
+            from: from.map(str::to_string),
+            to: to.into(),
+            output: out.clone(),
+            sign_key: Some(key_path),
+        })
         .unwrap();
         out
     }
