@@ -312,6 +312,8 @@ def table(rounds):
          [u["pull_s"] + u["deploy_s"] for u in up], "upgrade"),
         ("5", "object pull bytes / changed .debs", [t["objects_bytes"] for t in tr], [t["debs"] for t in tr], "bytes"),
         ("5", "static delta bytes / changed .debs", [t["delta_bytes"] for t in tr], [t["debs"] for t in tr], "bytes"),
+        ("5", "delta bundle pull bytes (cairn upgrade) / changed .debs", [t["cdelta_bytes"] for t in tr],
+         [t["debs"] for t in tr], "bytes"),
         ("5", "bundle bytes / changed .debs", [t["bundle_bytes"] for t in tr], [t["debs"] for t in tr], "bytes"),
     ]
     if pf:
@@ -323,6 +325,8 @@ def table(rounds):
     rows += [
         ("5", "apply: object pull / `ostree pull-local` (s)", [t["objects_s"] for t in tr], [t["pull_local_s"] for t in tr], "apply"),
         ("5", "apply: static delta pull / `ostree pull-local` (s)", [t["delta_s"] for t in tr], [t["pull_local_s"] for t in tr], "apply"),
+        ("5", "apply: delta bundle pull / `ostree pull-local` (s)", [t["cdelta_s"] for t in tr],
+         [t["pull_local_s"] for t in tr], "apply"),
         ("5", "apply: bundle / `ostree pull-local` (s)", [t["bundle_s"] for t in tr], [t["pull_local_s"] for t in tr], "apply"),
         ("6", "deployment write / `cp -al` of the tree (s)", [u["deploy_s"] for u in up], [u["cp_al_s"] for u in up], "deploy"),
         ("7", "full bundle write / tar | zstd -T0 -19 --long (s)", col(["bundle_write", "s"]),
@@ -377,7 +381,11 @@ NOTES = {
     "upgrade": "Same libostree pull and deploy; cairn also checks the commit's signature before "
                "pulling the tree and writes its own GRUB menu.",
     "bytes": "What apt would download for the same change is the natural floor; ostree objects are "
-             "zlib-compressed files (object pull) or an xz/bsdiff delta (static delta).",
+             "zlib-compressed files (object pull) or an xz/bsdiff delta (static delta), both as "
+             "stock libostree clients fetch them; the delta bundle (what `cairn upgrade` fetches "
+             "beside the repository) and the offline bundle carry a delta compressed with zstd "
+             "against the objects the host has at the changed paths. Pulls count the commit "
+             "object and its signatures too.",
     "patch_from": "`zstd -9 --long=31 --patch-from` between tars of the whole old and new trees; a "
                   "generic binary diff that knows nothing of packages.",
     "apply": "Writing the new commit into a host repository holding the old one; pull-local reads "

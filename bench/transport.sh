@@ -2,7 +2,9 @@
 # Transport benchmark (issue 6): for a one-package change of the container-host commit
 # (bench/one-package.toml adds htop, which pulls two libraries), what a host downloads and how
 # long it takes to write the new commit into its repository, by three transports:
-#   object-by-object pull over HTTP | static delta pull over HTTP | offline bundle
+#   object-by-object pull over HTTP | static delta pull over HTTP (both stock libostree) |
+#   delta bundle over HTTP (what `cairn upgrade` fetches when the composer wrote one) |
+#   offline bundle
 # Bytes are divided by the size of the changed packages' .debs (what apt would download);
 # times by `ostree pull-local` of the same commit into the same starting repository.
 #
@@ -123,11 +125,25 @@ t1=$(now)
 t_delta=$(py "print($t1-$t0)"); b_delta=$(served)
 grep -q /deltas/ "$work/server.log" || { echo "the pull did not use the delta" >&2; exit 1; }
 
+echo "== delta bundle over HTTP (what cairn upgrade fetches when the remote has one)"
+host cdelta; : > "$work/server.log"
+cargo bench -q -p cairn-release --bench bundle_apply --no-run 2>/dev/null
+t0=$(now)
+ostree pull --repo="$work/host-cdelta" --commit-metadata-only origin "$new" >/dev/null
+py "import shutil, urllib.request
+with urllib.request.urlopen('$url/cairn-deltas/$base-$new.cairnbundle') as r, open('$work/host-cdelta/tmp/d.cairnbundle', 'wb') as f:
+    shutil.copyfileobj(r, f)"
+t1=$(now)
+apply=$(cargo bench -q -p cairn-release --bench bundle_apply -- "$work/host-cdelta/tmp/d.cairnbundle" \
+  "$work/host-cdelta" "$work/host-cdelta/tmp/b" | tail -1)
+t_cdelta=$(py "import json, sys; print($t1-$t0+json.loads(sys.argv[1])['apply_s'])" "$apply")
+b_cdelta=$(served)
+ostree fsck --repo="$work/host-cdelta" >/dev/null
+
 echo "== bundle: extract + check (sha256 of members) + decompress against the host + apply"
 # The same steps `cairn upgrade --bundle` takes before it deploys (bundle::open, the delta
 # decompressed against the host's objects, applied in one transaction), timed in process.
 host bundle
-cargo bench -q -p cairn-release --bench bundle_apply --no-run 2>/dev/null
 apply=$(cargo bench -q -p cairn-release --bench bundle_apply -- "$work/update.cairnbundle" \
   "$work/host-bundle" "$work/host-bundle/tmp/b" | tail -1)
 t_bundle=$(py "import json, sys; print(json.loads(sys.argv[1])['apply_s'])" "$apply")
@@ -141,7 +157,8 @@ One-package change ($base -> $new), changed .debs: $debs bytes
 |---|---|---|---|---|
 | object-by-object pull | $b_objects | $(ratio "$b_objects" "$debs") | $(printf %.2f "$t_objects") | $(ratio "$t_objects" "$t_local") |
 | static delta pull | $b_delta | $(ratio "$b_delta" "$debs") | $(printf %.2f "$t_delta") | $(ratio "$t_delta" "$t_local") |
+| delta bundle pull (cairn) | $b_cdelta | $(ratio "$b_cdelta" "$debs") | $(printf %.2f "$t_cdelta") | $(ratio "$t_cdelta" "$t_local") |
 | bundle (zstd tar) | $bundle_bytes | $(ratio "$bundle_bytes" "$debs") | $(printf %.2f "$t_bundle") | $(ratio "$t_bundle" "$t_local") |
 | ostree pull-local | - | - | $(printf %.2f "$t_local") | 1.00 |
 REPORT
-echo "RESULT {\"debs\": $debs, \"objects_bytes\": $b_objects, \"delta_bytes\": $b_delta, \"bundle_bytes\": $bundle_bytes, \"objects_s\": $t_objects, \"delta_s\": $t_delta, \"bundle_s\": $t_bundle, \"pull_local_s\": $t_local}"
+echo "RESULT {\"debs\": $debs, \"objects_bytes\": $b_objects, \"delta_bytes\": $b_delta, \"bundle_bytes\": $bundle_bytes, \"cdelta_bytes\": $b_cdelta, \"cdelta_s\": $t_cdelta, \"objects_s\": $t_objects, \"delta_s\": $t_delta, \"bundle_s\": $t_bundle, \"pull_local_s\": $t_local}"

@@ -122,6 +122,29 @@ pub fn write(opts: &BundleOptions) -> Result<Written> {
     })
 }
 
+/// Writes the delta bundle `from` → `to` of `osref` beside the repository at `repo_path`
+/// (`cairn_release::bundle::remote_path`), signed with `sign_key` when given.
+pub fn write_remote_delta(
+    repo_path: &Path,
+    osref: &str,
+    from: &str,
+    to: &str,
+    sign_key: Option<&Path>,
+) -> Result<Written> {
+    let output = repo_path.join(bundle::remote_path(from, to));
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("Creating {}", dir.display()))?;
+    }
+    write(&BundleOptions {
+        repo: repo_path.to_path_buf(),
+        osref: Some(osref.to_string()),
+        from: Some(from.to_string()),
+        to: to.to_string(),
+        output,
+        sign_key: sign_key.map(Path::to_path_buf),
+    })
+}
+
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::write(path, data).with_context(|| format!("Writing {}", path.display()))
 }

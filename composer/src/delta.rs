@@ -136,6 +136,28 @@ pub fn remove_dangling(
             removed.push((from, to));
         }
     }
+    // The delta bundles beside the repository (`cairn_release::bundle::remote_path`).
+    let bundles = repo_path.join(cairn_release::bundle::REMOTE_DIR);
+    let entries = match std::fs::read_dir(&bundles) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e).with_context(|| format!("Listing {}", bundles.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("Listing {}", bundles.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((from, to)) = name
+            .strip_suffix(".cairnbundle")
+            .and_then(|n| n.split_once('-'))
+        else {
+            continue;
+        };
+        if !has(from)? || !has(to)? {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("Removing {}", entry.path().display()))?;
+            removed.push((Some(from.to_string()), to.to_string()));
+        }
+    }
     Ok(removed)
 }
 
@@ -643,6 +665,81 @@ mod tests {
         let bytes = std::fs::read(file).unwrap();
         let ty = glib::VariantTy::new(SUPERBLOCK).unwrap();
         glib::Variant::from_bytes_with_type(&glib::Bytes::from(&bytes), ty)
+    }
+
+    /// A delta from a commit carries only what that commit lacks, with the changed file's and
+    /// directories' old versions as its reference; libostree applies it on a repository
+    /// holding the starting commit. `remove_dangling` drops the delta bundle beside the
+    /// repository once its starting commit is gone.
+    #[test]
+    fn deltas_from_a_commit_and_their_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo_path = dir.path().join("repo");
+        let repo = crate::repo::open_or_create(&repo_path).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr/share")).unwrap();
+        let text: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(tree.join("usr/share/big"), &text).unwrap();
+        std::fs::write(tree.join("usr/share/same"), "same\n").unwrap();
+        let v0 = commit(&repo, &tree, None);
+        std::fs::write(
+            tree.join("usr/share/big"),
+            text.replace("line 7\n", "line seven\n"),
+        )
+        .unwrap();
+        std::fs::write(tree.join("usr/share/new"), "new\n").unwrap();
+        let v1 = commit(&repo, &tree, Some(&v0));
+        let file = dir.path().join("delta");
+        let new = write_file(&repo, Some(&v0), &v1, &file).unwrap();
+        // The root, usr and usr/share dirtrees, the changed file and the new one (the
+        // dirmetas are unchanged).
+        assert_eq!(new.len(), 5, "{new:?}");
+        let refs = references(&repo, &v0, &v1, &new).unwrap();
+        let kinds: Vec<Kind> = refs.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [Kind::Dirtree, Kind::Dirtree, Kind::Dirtree, Kind::File]
+        );
+        let host_path = dir.path().join("host");
+        let host = crate::repo::open_or_create(&host_path).unwrap();
+        let out = std::process::Command::new("ostree")
+            .arg(format!("--repo={}", host_path.display()))
+            .arg("pull-local")
+            .arg(&repo_path)
+            .arg(&v0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        host.prepare_transaction(gio::Cancellable::NONE).unwrap();
+        host.static_delta_execute_offline(
+            &gio::File::for_path(&file),
+            false,
+            gio::Cancellable::NONE,
+        )
+        .unwrap();
+        host.commit_transaction(gio::Cancellable::NONE).unwrap();
+        let (_, state) = host.load_commit(&v1).unwrap();
+        assert!(!state.contains(ostree::RepoCommitState::PARTIAL));
+
+        let bundle = crate::bundle::write_remote_delta(
+            &repo_path,
+            "cairn/bookworm/x86_64/stable",
+            &v0,
+            &v1,
+            None,
+        )
+        .unwrap();
+        assert!(bundle.output.exists());
+        assert_eq!(bundle.manifest.reference, refs);
+        assert!(remove_dangling(&repo, &repo_path).unwrap().is_empty());
+        repo.delete_object(ostree::ObjectType::Commit, &v0, gio::Cancellable::NONE)
+            .unwrap();
+        let removed = remove_dangling(&repo, &repo_path).unwrap();
+        assert!(
+            removed.contains(&(Some(v0.clone()), v1.clone())),
+            "{removed:?}"
+        );
+        assert!(!bundle.output.exists());
     }
 
     #[test]

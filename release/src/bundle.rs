@@ -46,6 +46,16 @@ pub const FORMAT: u32 = 2;
 /// The format of a bundle without a reference.
 const FORMAT_PLAIN: u32 = 1;
 
+/// Where a repository keeps the delta bundles hosts may fetch instead of pulling objects
+/// (relative to the repository's URL), one per (from, to) pair the composer wrote a static
+/// delta for.
+pub const REMOTE_DIR: &str = "cairn-deltas";
+
+/// The path of the delta bundle `from` → `to`, relative to the repository.
+pub fn remote_path(from: &str, to: &str) -> String {
+    format!("{REMOTE_DIR}/{from}-{to}.cairnbundle")
+}
+
 const MEMBERS: [&str; 5] = [MANIFEST, MANIFEST_SIG, COMMIT, COMMITMETA, DELTA];
 /// Members the manifest lists (all but itself and its signature).
 pub const PAYLOAD: [&str; 3] = [COMMIT, COMMITMETA, DELTA];

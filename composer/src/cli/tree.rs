@@ -38,7 +38,8 @@ pub struct TreeArgs {
     /// commit's own transaction: the ref never points at an unsigned commit.
     #[arg(long, value_name = "KEYFILE")]
     sign_key: Option<PathBuf>,
-    /// Write static deltas to the new commit from this many previous versions (0: none).
+    /// Write static deltas to the new commit from this many previous versions (0: none), and
+    /// beside each the delta bundle Cairn hosts fetch instead (REPO/cairn-deltas/).
     #[arg(long, value_name = "K", default_value_t = 2)]
     deltas: usize,
     /// Commit even when the inputs did not change.

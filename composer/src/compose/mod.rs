@@ -257,6 +257,21 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
         // The commit is in: a delta that fails is a warning, not a failed compose.
         match delta::generate_from_ancestors(&repo, &checksum, opts.deltas) {
             Ok(written) => {
+                // The same updates as delta bundles beside the repository, which Cairn hosts
+                // fetch instead (compressed against what they have: smaller than libostree's
+                // deltas, which stock clients keep using).
+                for d in &written {
+                    let Some(from) = &d.from else { continue };
+                    if let Err(e) = crate::bundle::write_remote_delta(
+                        &opts.repo,
+                        &manifest.osref,
+                        from,
+                        &checksum,
+                        opts.sign_key.as_deref(),
+                    ) {
+                        progress.step(&format!("warning: {e:#}"));
+                    }
+                }
                 deltas_from = written
                     .into_iter()
                     .map(|d| d.from_version.or(d.from).unwrap_or_default())

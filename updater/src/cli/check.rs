@@ -66,6 +66,7 @@ pub(super) fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
 fn print_size(s: &UpdateSize) {
     let bytes = |b: Option<u64>| b.map_or("unknown".to_string(), human_bytes);
     let how = match s.download_measured_by {
+        Some(Measure::Bundle) => " (delta bundle)",
         Some(Measure::Delta) => " (static delta)",
         Some(Measure::Objects) => " (objects the host lacks)",
         None => "",

@@ -1,7 +1,9 @@
 //! How much an update will download and write, worked out before its tree is fetched, from
 //! what libostree knows once the commit object is in the repository (a commit-only pull):
 //!
-//! - **delta**: when the remote has a static delta to the commit from a commit the host has,
+//! - **bundle**: when the remote has a delta bundle from a commit the host has
+//!   ([`remote_delta`]), its length, which is what the upgrade fetches;
+//! - **delta**: otherwise, when the remote has a static delta to the commit from a commit the host has,
 //!   the delta superblock's part sizes (a libostree dry-run pull, [`pull::delta_size`]) are
 //!   what the pull downloads;
 //! - **objects**: otherwise the commit's object list with sizes against the objects the
@@ -26,9 +28,9 @@ use cairn_release::{gio, ostree};
 use fn_error_context::context;
 use serde::Serialize;
 
-use crate::host::pull;
 use crate::host::source::Source;
 use crate::host::sysroot::Host;
+use crate::host::{pull, remote_delta};
 
 /// The block size new objects are rounded up to on disk (ext4's and xfs's default).
 pub const BLOCK: u64 = 4096;
@@ -41,6 +43,8 @@ pub enum Measure {
     Delta,
     /// From the commit's object sizes against the objects the host has.
     Objects,
+    /// The length of the remote's delta bundle from a commit the host has.
+    Bundle,
 }
 
 /// The objects of a commit the host's repository lacks, from the commit's object list.
@@ -74,6 +78,20 @@ pub struct DownloadSize {
 pub fn measure(host: &Host, source: &Source, commit: &str) -> Result<DownloadSize> {
     let fetch = |c: &str| pull::fetch_commit_object(host, source, c).map(|_| ());
     let missing = missing_objects(&host.repo(), commit, Some(&fetch))?;
+    if let Some(found) = remote_delta::find(host, source, commit) {
+        log::debug!(
+            "delta bundle to {commit}: {} ({:?} bytes)",
+            found.url,
+            found.bytes
+        );
+        if let Some(bytes) = found.bytes {
+            return Ok(DownloadSize {
+                bytes: Some(bytes),
+                measured: Some(Measure::Bundle),
+                missing,
+            });
+        }
+    }
     if let Some(delta) = pull::delta_size(host, source, commit)? {
         log::debug!(
             "static delta to {commit}: {} parts, {} bytes ({} unpacked)",

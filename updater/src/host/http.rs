@@ -1,5 +1,5 @@
-//! HTTP(S) for what libostree does not fetch: FleetLock's `POST`s and the update policy beside
-//! the repository. On [`ureq`] (a blocking client: the agent is synchronous). TLS is rustls with the *ring* provider; the
+//! HTTP(S) for what libostree does not fetch: FleetLock's `POST`s, and the update policy and
+//! delta bundles beside the repository. On [`ureq`] (a blocking client: the agent is synchronous). TLS is rustls with the *ring* provider; the
 //! server's certificate is verified against the host's CA store (`rustls-native-certs`:
 //! Debian's `/etc/ssl/certs`, or whatever `SSL_CERT_FILE`/`SSL_CERT_DIR` name) plus, when
 //! configured, the certificates of one PEM file (`[update.fleet_lock] ca_file`).
@@ -99,6 +99,49 @@ impl Transport {
             .map_err(|e| self.explain(e))
             .with_context(|| format!("Reading {url} (at most {limit} bytes)"))?;
         Ok(Response { status, body })
+    }
+
+    /// Sends `HEAD url`: the status and the length the server announces.
+    pub fn head(&self, url: &str) -> Result<(u16, Option<u64>)> {
+        let resp = self.agent.head(url).call().map_err(|e| self.explain(e))?;
+        let length = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Ok((resp.status().as_u16(), length))
+    }
+
+    /// Sends `GET url` and writes a 200 response's body to `out`, up to `limit` bytes (more is
+    /// an error), calling `progress` with the bytes so far; returns the status and the bytes
+    /// written (0 for another status, whose body is not read).
+    pub fn download(
+        &self,
+        url: &str,
+        out: &mut dyn std::io::Write,
+        limit: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(u16, u64)> {
+        let mut resp = self.agent.get(url).call().map_err(|e| self.explain(e))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Ok((status, 0));
+        }
+        let mut body = resp.body_mut().with_config().limit(limit).reader();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut body, &mut buf)
+                .with_context(|| format!("Reading {url} (at most {limit} bytes)"))?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .with_context(|| format!("Writing what {url} sent"))?;
+            total += n as u64;
+            progress(total);
+        }
+        Ok((status, total))
     }
 
     /// An error, with what to do when it is the server's certificate that was refused.

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod progress;
 pub mod pull;
 pub mod reboot;
+pub mod remote_delta;
 pub mod root_space;
 pub mod source;
 pub mod space;

@@ -5,7 +5,9 @@
 //! another ref, `upgrade --bundle` the commit a bundle file carries. [`apply`] then does what
 //! every path must do, in this order: nothing if the target already boots next; refuse an
 //! older release where the command does; bring the commit's tree into the repository with its
-//! signature checked ([`crate::host::verify`]) and, for a pull, after making sure the
+//! signature checked ([`crate::host::verify`]) — from the remote's delta bundle when it has one
+//! from a commit the host has ([`crate::host::remote_delta`]), else by a pull — and, from the
+//! remote, after making sure the
 //! repository's filesystem can hold the new objects ([`crate::host::root_space`], which may
 //! first drop the deployments this deploy would drop anyway); refuse when `/boot` cannot
 //! hold the new kernel and initramfs ([`crate::host::space`]); write or stage the deployment
@@ -28,7 +30,7 @@ use crate::health;
 use crate::host::source::Source;
 use crate::host::sysroot::{DeployMode, DeploymentInfo, Host, Kargs, SysrootLock};
 use crate::host::verify::Policy;
-use crate::host::{bootcount, import, pull, root_space, space, verify};
+use crate::host::{bootcount, import, pull, remote_delta, root_space, space, verify};
 use crate::ops::etc::{self, EtcConflict};
 use crate::release::{describe, is_older, Release};
 
@@ -164,7 +166,19 @@ pub fn apply(
         Delivery::Remote => {
             verify::verify_commit(host, settings.require_signature, &release.commit)?;
             root_space::ensure_root_room(host, lock, &source, &release.commit)?;
-            Some(pull::fetch_tree(host, &source, &release.commit)?)
+            let bundled = remote_delta::find(host, &source, &release.commit).and_then(|found| {
+                remote_delta::fetch(
+                    host,
+                    &source,
+                    settings.require_signature,
+                    &found,
+                    &release.commit,
+                )
+            });
+            match bundled {
+                Some(bytes) => Some(bytes),
+                None => Some(pull::fetch_tree(host, &source, &release.commit)?),
+            }
         }
         Delivery::Bundle(b) => {
             let FromBundle { opened, policy, .. } = b.as_ref();
