@@ -220,6 +220,14 @@ pub fn write(
         f.flush()?;
         f.sync_all()?;
     }
+    // Readable by all, as the repository's objects are (a web server serves delta bundles):
+    // a bundle holds nothing secret, and the temp file starts as 0600.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("Setting the mode of {}", output.display()))?;
+    }
     tmp.persist(output)
         .with_context(|| format!("Writing {}", output.display()))?;
     Ok(manifest)

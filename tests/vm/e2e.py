@@ -31,7 +31,8 @@ Phases (each timed; the summary prints them):
   compose-v2  tests/vm/v2.toml (container-host + htop + a marker file) into the same repo: apt
               adds htop to v1's kept install (an incremental install; checked); v2's initramfs
               is v1's object (dracut made it again, reproducibly)
-  upgrade     `cairn upgrade --reboot` from http://10.0.2.2:PORT (the host's 127.0.0.1)
+  upgrade     `cairn upgrade --reboot` from http://10.0.2.2:PORT (the host's 127.0.0.1): it
+              fetches the delta bundle v1 -> v2 the compose wrote beside the repository
   check-v2    v2 booted, v1 listed as rollback, v2's package and file are there, the /etc edit
               made on v1 was carried into v2 (three-way merge), so was what Ignition wrote;
               Ignition did not run
@@ -334,6 +335,15 @@ def main():
             grub = guest.reboot_with("cairn upgrade --reboot", 900)
             upgrade_cmd = time.monotonic() - t
             boot_v2 = wait_booted(guest, grub.end(), time.monotonic())
+            # The compose wrote a delta bundle from v1 beside the repository: the upgrade
+            # fetched it instead of pulling objects.
+            with open(os.path.join(workdir, "http.log")) as f:
+                served = f.read()
+            bundles = re.findall(r'"GET /cairn-deltas/(\S+) HTTP/1.1" 200', served)
+            if len(bundles) != 1:
+                raise TestFailure(f"the upgrade fetched {len(bundles)} delta bundles, expected "
+                                  "the one from v1 (http.log)")
+            log(f"upgrade fetched the delta bundle {bundles[0]}")
 
         with phase("check-v2"):
             st = status(guest)

@@ -29,6 +29,13 @@ fn v1_with_a_delta_bundle(fx: &Fixture) -> (String, std::path::PathBuf) {
     let written =
         cairn_composer::bundle::write_remote_delta(&fx.srv, STABLE, &v0, &v1, Some(&key)).unwrap();
     assert!(written.signed);
+    // A web server serving the repository as another user can read it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&written.output)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
     (v1, written.output)
 }
 
