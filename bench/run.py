@@ -15,7 +15,7 @@ One round (repeated --runs times; sides that compete for the same caches alterna
   3  our commit step / `ostree commit` on the same trees, archive and bare-user repos, a ref's
      first tree and its second, near-identical one (cargo bench --bench commit)
   4  `cairn upgrade` / `ostree pull` + `ostree admin deploy` (bench/upgrade.sh, temp sysroots)
-  5  bytes of a one-package update by object pull, static delta, bundle / the changed .debs
+  5  bytes of a one-package update by object pull, static delta, delta bundle, bundle / the changed .debs
      and / `zstd --patch-from` of the two trees' tars (bench/transport.sh; the bound once)
   6  deployment write (`ostree admin deploy`) / `cp -al` of the same tree (bench/upgrade.sh)
   7  full bundle write (`cairn-compose bundle`, no --from) / `tar -c | zstd -T0 -19 --long` of
