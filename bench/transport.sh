@@ -14,8 +14,9 @@
 # Usage (root, from anywhere; after `cargo build --release`):
 #   bash bench/transport.sh [WORKDIR]
 # Environment: REPO, KEY, LOCK (use REPO's last two commits instead of composing; bench/run.py
-#   passes its compose round's), CACHE (package cache; default build/cache), BIN (directory with cairn-compose;
-#   default target/release, else target/debug).
+#   passes its compose round's, bench/updates.sh its own), CHANGE (the report's title), CACHE
+#   (package cache; default build/cache), BIN (directory with cairn-compose; default
+#   target/release, else target/debug).
 # Costs two composes (~4 min CPU each, package cache warm after the first).
 #
 # Results of repeated runs: BENCHMARKS.md (bench/run.py).
@@ -152,7 +153,7 @@ ostree show --repo="$work/host-bundle" "$new" >/dev/null
 
 cat <<REPORT | tee "$work/report.md"
 
-One-package change ($base -> $new), changed .debs: $debs bytes
+${CHANGE:-One-package change} ($base -> $new), changed .debs: $debs bytes
 | transport | bytes | / .debs | apply s | / pull-local |
 |---|---|---|---|---|
 | object-by-object pull | $b_objects | $(ratio "$b_objects" "$debs") | $(printf %.2f "$t_objects") | $(ratio "$t_objects" "$t_local") |
