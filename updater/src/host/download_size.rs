@@ -57,8 +57,13 @@ pub struct Missing {
     /// What they take in the host's repository: each unpacked size rounded up to [`BLOCK`],
     /// plus one block per directory of the new checkout.
     pub on_disk: u64,
-    /// Every object of the commit (present or not), as `(type, checksum)`.
-    pub all: HashSet<(ostree::ObjectType, String)>,
+    /// The objects the commit's lists name (present or not), as `(type, checksum)`: with
+    /// `base`, the commit's objects beyond those of `base`.
+    pub listed: HashSet<(ostree::ObjectType, String)>,
+    /// The commit the host holds whole that the lists were joined down to, whose objects are
+    /// the rest of the commit's (not listed one by one: ~30,000 entries for an OS tree, which
+    /// set the updater's peak memory).
+    pub base: Option<String>,
 }
 
 /// What pulling a commit will download.
@@ -204,22 +209,21 @@ pub fn missing_objects(
     let Some(list) = object_list(repo, commit, fetch)? else {
         return Ok(None);
     };
-    let mut out = Missing::default();
-    if let Some(base) = &list.base {
-        let objects = repo
-            .traverse_commit(base, 0, gio::Cancellable::NONE)
-            .with_context(|| format!("Listing the objects of commit {base}"))?;
-        for o in objects {
-            if o.object_type() != ostree::ObjectType::Commit {
-                out.all.insert((o.object_type(), o.checksum().to_string()));
-            }
-        }
-    }
+    let mut out = Missing {
+        base: list.base.clone(),
+        ..Missing::default()
+    };
+    // The directories of the new checkout: the base's, and the listed ones.
+    let mut dirs = match &list.base {
+        Some(base) => dirtrees_of(repo, base)?,
+        None => HashSet::new(),
+    };
     for entry in list.listed {
         let key = (entry.objtype, entry.checksum);
-        if out.all.contains(&key) {
+        if out.listed.contains(&key) {
             continue;
         }
+        // The base's objects are all here: only the listed ones can be missing.
         let have = repo
             .has_object(key.0, &key.1, gio::Cancellable::NONE)
             .with_context(|| format!("Looking up object {}", key.1))?;
@@ -228,16 +232,36 @@ pub fn missing_objects(
             out.archived += entry.archived;
             out.on_disk += round_up(entry.unpacked);
         }
-        out.all.insert(key);
+        if key.0 == ostree::ObjectType::DirTree {
+            dirs.insert(key.1.clone());
+        }
+        out.listed.insert(key);
     }
     // A block for each directory of the new checkout.
-    let dirs = out
-        .all
-        .iter()
-        .filter(|(t, _)| *t == ostree::ObjectType::DirTree)
-        .count() as u64;
-    out.on_disk += dirs * BLOCK;
+    out.on_disk += dirs.len() as u64 * BLOCK;
     Ok(Some(out))
+}
+
+/// The dirtree checksums of `commit`'s tree (in `repo`, whole).
+fn dirtrees_of(repo: &ostree::Repo, commit: &str) -> Result<HashSet<String>> {
+    let v = repo
+        .load_variant(ostree::ObjectType::Commit, commit)
+        .with_context(|| format!("Loading commit {commit}"))?;
+    let mut seen = HashSet::new();
+    let mut stack = vec![hex::encode(v.child_value(6).data())];
+    while let Some(tree) = stack.pop() {
+        if !seen.insert(tree.clone()) {
+            continue;
+        }
+        let t = repo
+            .load_variant(ostree::ObjectType::DirTree, &tree)
+            .with_context(|| format!("Loading dirtree {tree}"))?;
+        // `(a(say)a(sayay))`: the directories are (name, dirtree, dirmeta).
+        for d in t.child_value(1).iter() {
+            stack.push(hex::encode(d.child_value(1).data()));
+        }
+    }
+    Ok(seen)
 }
 
 /// The unpacked size (checksum → bytes) of each object `commit` lists along its chain of

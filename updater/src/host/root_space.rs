@@ -80,7 +80,7 @@ pub fn root_room(host: &Host, missing: &Missing) -> Result<RootRoom> {
     let freeable = if dropped.is_empty() {
         Some(0)
     } else {
-        match freeable(&host.repo(), &dropped, &kept, &missing.all) {
+        match freeable(&host.repo(), &dropped, &kept, missing) {
             Ok(f) => Some(f),
             Err(e) => {
                 log::warn!("not counting what dropping old deployments frees: {e:#}");
@@ -202,7 +202,7 @@ fn freeable(
     repo: &ostree::Repo,
     dropped: &[DeploymentInfo],
     kept: &[DeploymentInfo],
-    new: &HashSet<(ostree::ObjectType, String)>,
+    new: &Missing,
 ) -> Result<u64> {
     let reach = |commit: &str| {
         repo.traverse_commit(commit, 0, gio::Cancellable::NONE)
@@ -226,6 +226,12 @@ fn freeable(
             Err(e) => log::debug!("ref {name}: {e:#}"),
         }
     }
+    // The new commit's objects beyond its lists are those of the commit the lists end at.
+    if let Some(base) = &new.base {
+        if !kept.iter().any(|d| &d.commit == base) {
+            keep.extend(reach(base)?);
+        }
+    }
     let mut gone = HashSet::new();
     for d in dropped {
         gone.extend(reach(&d.commit)?);
@@ -233,7 +239,7 @@ fn freeable(
     let mut bytes = 0;
     for o in gone.difference(&keep) {
         let key = (o.object_type(), o.checksum().to_string());
-        if new.contains(&key) {
+        if new.listed.contains(&key) {
             continue;
         }
         let size = repo
