@@ -40,9 +40,15 @@ pub struct ObjectRef {
     pub checksum: String,
 }
 
-/// A reference no larger than this (bytes): a zstd window of 2^31 is the format's limit,
-/// and the host holds the reference in memory while it decompresses.
-pub const MAX_REFERENCE: u64 = 512 << 20;
+/// A reference no larger than this (bytes): the host holds it in memory while it
+/// decompresses, beside the window.
+pub const MAX_REFERENCE: u64 = 64 << 20;
+
+/// The largest zstd window (log2): 128 MiB, the most a zstd decoder accepts by default and
+/// what the bundle's own stream uses. The host's decoder allocates at most that (less for a
+/// smaller delta: the frame says its size); the composer's level-19 encoder on every core
+/// needs several times it, which a larger window made over a gigabyte for a kernel update.
+const MAX_WINDOW_LOG: u32 = 27;
 
 /// The reference: the bytes of `refs` in `repo`, concatenated in order.
 pub fn reference_bytes(repo: &ostree::Repo, refs: &[ObjectRef]) -> Result<Vec<u8>> {
@@ -89,10 +95,11 @@ fn file_bytes(repo: &ostree::Repo, checksum: &str, out: &mut Vec<u8>) -> Result<
 }
 
 /// The zstd window (log2) that covers the reference and the data, so that every byte of the
-/// reference stays within reach.
+/// reference stays within reach, up to [`MAX_WINDOW_LOG`] (past that, data far into a large
+/// delta no longer reaches the reference's start, and is compressed on its own).
 fn window_log(reference: usize, data: u64) -> u32 {
     let total = reference as u64 + data;
-    (64 - total.leading_zeros()).clamp(20, 31)
+    (64 - total.leading_zeros()).clamp(20, MAX_WINDOW_LOG)
 }
 
 /// Compresses `src` into `dst` with `reference` as zstd's reference prefix, at level 19 on
@@ -109,6 +116,8 @@ pub fn compress(src: &Path, dst: &Path, reference: &[u8]) -> Result<()> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         enc.multithread(u32::try_from(threads).unwrap_or(1))?;
         enc.window_log(window_log(reference.len(), size))?;
+        // The frame records its size, so the host's decoder sizes its buffer to it.
+        enc.set_pledged_src_size(Some(size))?;
         enc.long_distance_matching(true)?;
         enc.include_checksum(true)?;
         std::io::copy(&mut input, &mut enc)?;
@@ -127,7 +136,7 @@ pub fn decompress(src: &Path, dst: &Path, reference: &[u8]) -> Result<()> {
             std::io::BufReader::new(input),
             reference,
         )?;
-        dec.window_log_max(31)?;
+        dec.window_log_max(MAX_WINDOW_LOG)?;
         std::io::copy(&mut dec, &mut out)?;
         out.flush()
     })();
@@ -149,7 +158,7 @@ mod tests {
     fn windows_cover_reference_and_data() {
         assert_eq!(window_log(0, 0), 20);
         assert_eq!(window_log(1 << 24, 1 << 24), 26);
-        assert_eq!(window_log(usize::MAX / 2, u64::MAX / 2), 31);
+        assert_eq!(window_log(usize::MAX / 2, u64::MAX / 2), MAX_WINDOW_LOG);
     }
 
     /// Data that differs from the reference in a few bytes compresses to a few bytes, comes
