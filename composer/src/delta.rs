@@ -81,6 +81,40 @@ pub fn generate(
     .context("libostree static delta generation")
 }
 
+/// What a host pulling the static delta `from` → `to` of the repository at `repo_path`
+/// downloads: its superblock and parts, and the objects it leaves to be fetched one by one
+/// (libostree's "fallbacks": objects over its `min-fallback-size`, 4 MB by default).
+#[context("Measuring the static delta {from} -> {to}")]
+pub fn download_size(repo: &ostree::Repo, repo_path: &Path, from: &str, to: &str) -> Result<u64> {
+    let dir = path(repo_path, Some(from), to)?;
+    let mut total = 0;
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("Listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("Listing {}", dir.display()))?;
+        total += entry
+            .metadata()
+            .with_context(|| format!("Reading {}", entry.path().display()))?
+            .len();
+    }
+    let superblock = dir.join("superblock");
+    let bytes =
+        std::fs::read(&superblock).with_context(|| format!("Reading {}", superblock.display()))?;
+    let ty = variant_type("(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))")?;
+    let v = glib::Variant::from_bytes_with_type(&glib::Bytes::from(&bytes), &ty);
+    for fallback in v.child_value(7).iter() {
+        let objtype = match fallback.child_value(0).get::<u8>() {
+            Some(1) => ostree::ObjectType::File,
+            Some(2) => ostree::ObjectType::DirTree,
+            Some(3) => ostree::ObjectType::DirMeta,
+            other => anyhow::bail!("{}: a fallback of type {other:?}", superblock.display()),
+        };
+        let checksum = hex::encode(fallback.child_value(1).data());
+        total += repo
+            .query_object_storage_size(objtype, &checksum, gio::Cancellable::NONE)
+            .with_context(|| format!("Sizing object {checksum}"))?;
+    }
+    Ok(total)
+}
+
 /// The deltas in the repository, as `(from, to)` commit checksums.
 pub fn list(repo: &ostree::Repo) -> Result<Vec<(Option<String>, String)>> {
     let names = repo
@@ -740,6 +774,37 @@ mod tests {
             "{removed:?}"
         );
         assert!(!bundle.output.exists());
+    }
+
+    /// A repository delta leaves a large object as a fallback: its download is the delta's
+    /// files plus that object.
+    #[test]
+    fn a_delta_download_counts_its_fallbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo_path = dir.path().join("repo");
+        let repo = crate::repo::open_or_create(&repo_path).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr")).unwrap();
+        std::fs::write(tree.join("usr/small"), "small\n").unwrap();
+        let v0 = commit(&repo, &tree, None);
+        let mut x = 1u64;
+        let big: Vec<u8> = (0..5_000_000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect();
+        std::fs::write(tree.join("usr/big"), &big).unwrap();
+        std::fs::write(tree.join("usr/small"), "changed\n").unwrap();
+        let v1 = commit(&repo, &tree, Some(&v0));
+        generate(&repo, Some(&v0), &v1, None).unwrap();
+        let files: u64 = std::fs::read_dir(path(&repo_path, Some(&v0), &v1).unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        let size = download_size(&repo, &repo_path, &v0, &v1).unwrap();
+        assert!(files < 100_000, "the big file is not in the parts: {files}");
+        assert!(size > files + 4_900_000, "{size} (files {files})");
     }
 
     #[test]

@@ -260,15 +260,33 @@ pub fn compose(opts: &ComposeOptions, progress: &Progress) -> Result<Outcome> {
                 // The same updates as delta bundles beside the repository, which Cairn hosts
                 // fetch instead (compressed against what they have: smaller than libostree's
                 // deltas, which stock clients keep using).
+                // It is kept only when it is the smaller download: for a change that moves
+                // files (a kernel update's new module directory) libostree's delta, which
+                // matches files by name across paths, can be.
                 for d in &written {
                     let Some(from) = &d.from else { continue };
-                    if let Err(e) = crate::bundle::write_remote_delta(
+                    let kept = crate::bundle::write_remote_delta(
                         &opts.repo,
                         &manifest.osref,
                         from,
                         &checksum,
                         opts.sign_key.as_deref(),
-                    ) {
+                    )
+                    .and_then(|w| {
+                        let theirs = delta::download_size(&repo, &opts.repo, from, &checksum)?;
+                        if w.size < theirs {
+                            return Ok(());
+                        }
+                        std::fs::remove_file(&w.output)
+                            .with_context(|| format!("Removing {}", w.output.display()))?;
+                        progress.step(&format!(
+                            "The delta bundle from {from} ({} B) is not smaller than the static \
+                             delta ({theirs} B): hosts pull the static delta",
+                            w.size
+                        ));
+                        Ok(())
+                    });
+                    if let Err(e) = kept {
                         progress.step(&format!("warning: {e:#}"));
                     }
                 }
