@@ -99,7 +99,7 @@ pub fn download_size(repo: &ostree::Repo, repo_path: &Path, from: &str, to: &str
     let bytes =
         std::fs::read(&superblock).with_context(|| format!("Reading {}", superblock.display()))?;
     let ty = variant_type("(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))")?;
-    let v = glib::Variant::from_bytes_with_type(&glib::Bytes::from(&bytes), &ty);
+    let v = glib::Variant::from_bytes_with_type(&glib::Bytes::from(&bytes), ty);
     for fallback in v.child_value(7).iter() {
         let objtype = match fallback.child_value(0).get::<u8>() {
             Some(1) => ostree::ObjectType::File,
