@@ -11,10 +11,7 @@ use common::*;
 fn signed_v1(fx: &Fixture) -> (SecretKey, String, String) {
     let k = SecretKey::generate().unwrap();
     fx.trust("release", &k);
-    let v0 = fx.status()["deployments"][0]["commit"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let v0 = fx.default_commit();
     let v1 = fx.publish_signed(STABLE, 1, &k);
     (k, v0, v1)
 }

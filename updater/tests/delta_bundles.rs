@@ -15,10 +15,7 @@ use serde_json::Value;
 fn v1_with_a_delta_bundle(fx: &Fixture) -> (String, std::path::PathBuf) {
     let k = SecretKey::generate().unwrap();
     fx.trust("release", &k);
-    let v0 = fx.status()["deployments"][0]["commit"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let v0 = fx.default_commit();
     let text: String = (0..20_000)
         .map(|i| format!("line {i} of a big file\n"))
         .collect();

@@ -229,10 +229,7 @@ fn a_broken_chain_of_lists_leaves_the_size_unknown() {
 #[test]
 fn with_a_delta_the_download_is_the_delta_parts() {
     let fx = Fixture::new();
-    let c0 = fx.status()["deployments"][0]["commit"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let c0 = fx.default_commit();
     let big = noise(2, 300_000);
     let c1 = fx.publish_with(STABLE, 1, 20, &[("usr/share/big", &big, 0o644)]);
     run(Command::new("ostree")

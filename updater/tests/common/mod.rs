@@ -286,6 +286,14 @@ impl Fixture {
         commit.to_string()
     }
 
+    /// The commit of the first deployment (the one that boots next).
+    pub fn default_commit(&self) -> String {
+        self.status()["deployments"][0]["commit"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// The served repository, opened.
     pub fn srv_repo(&self) -> ostree::Repo {
         let repo = ostree::Repo::new(&gio::File::for_path(&self.srv));
