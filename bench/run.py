@@ -342,6 +342,8 @@ def table(rounds):
          [v / 1024 for v in col(["by_hand", "rss_kib"])], "rss_compose"),
         ("8", "peak RSS, upgrade / ostree pull + deploy (MiB)", [u["cairn_rss_kib"] / 1024 for u in up],
          [u["ostree_rss_kib"] / 1024 for u in up], "rss_upgrade"),
+        ("8", "peak private memory, upgrade / ostree pull + deploy (MiB)",
+         [u["cairn_anon_kib"] / 1024 for u in up], [u["ostree_anon_kib"] / 1024 for u in up], "anon_upgrade"),
     ]
     return rows
 
@@ -404,7 +406,11 @@ NOTES = {
     "rss_compose": "Largest single process of the whole run (mmdebstrap's apt/dpkg, dracut, the "
                    "composer, `ostree commit`).",
     "rss_upgrade": "Largest single process: cairn (pull + deploy in one process) against the larger of "
-                   "`ostree pull` and `ostree admin deploy`.",
+                   "`ostree pull` and `ostree admin deploy`. The gap is file-backed pages: one process "
+                   "maps the pages of the pull's libraries (curl, TLS) and the deploy's, and cairn's own "
+                   "binary.",
+    "anon_upgrade": "RssAnon sampled every 5 ms: the heap and other private memory, without the "
+                    "binary's and shared libraries' pages (page cache shared with other processes).",
 }
 
 

@@ -2,7 +2,9 @@
 # Host upgrade benchmark, as ratios in one run:
 #   `cairn upgrade` (pull + deploy) / `ostree pull` + `ostree admin deploy` of the same commit
 #   deployment write (`ostree admin deploy` of a pulled commit) / `cp -al` of the same tree
-#   peak memory (max RSS) of both upgrades
+#   peak memory of both upgrades: max RSS, and the peak of private (anonymous) memory, which
+#   leaves out the pages of the binary and shared libraries mapped from files (page cache,
+#   shared with every other process using them)
 # Both hosts are temporary sysroots on version N-1 of the ref, pulling version N over HTTP from
 # 127.0.0.1. `cairn` writes the deployment directly there (libostree stages only on a booted
 # host), the same way `ostree admin deploy` does, so the two do the same work.
@@ -26,17 +28,31 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 sleep 1
 
-# run_measured NAME CMD...: wall seconds and max RSS (KiB) of the command and its children.
+# run_measured NAME CMD...: wall seconds and max RSS (KiB) of the command and its children, and
+# the command's peak RssAnon (KiB; /proc/PID/status sampled every 5 ms, so a spike shorter
+# than that can be missed).
 run_measured() {
   local name=$1; shift
   python3 - "$name" "$@" <<'PY'
 import resource, subprocess, sys, time
 name, cmd = sys.argv[1], sys.argv[2:]
 t = time.monotonic()
-subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+anon = 0
+while p.poll() is None:
+    try:
+        with open(f"/proc/{p.pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    anon = max(anon, int(line.split()[1]))
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    time.sleep(0.005)
+if p.returncode:
+    sys.exit(f"{cmd[0]} failed: exit status {p.returncode}")
 secs = time.monotonic() - t
 rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(f"{name} {secs:.3f} {rss}")
+print(f"{name} {secs:.3f} {rss} {anon}")
 PY
 }
 
@@ -58,24 +74,26 @@ host "$work/b"
 find "$repo/objects" "$repo/deltas" -type f -exec cat {} + >/dev/null 2>&1 || true
 
 echo "== cairn upgrade"
-read -r _ cairn_s cairn_rss < <(run_measured cairn "$cairn" --sysroot "$work/a" upgrade)
+read -r _ cairn_s cairn_rss cairn_anon < <(run_measured cairn "$cairn" --sysroot "$work/a" upgrade)
 echo "== ostree pull + ostree admin deploy"
-read -r _ pull_s pull_rss < <(run_measured pull ostree pull --repo="$work/b/ostree/repo" cairn "$ref")
-read -r _ deploy_s deploy_rss < <(run_measured deploy ostree admin deploy --sysroot="$work/b" --os=cairn "cairn:$ref")
+read -r _ pull_s pull_rss pull_anon < <(run_measured pull ostree pull --repo="$work/b/ostree/repo" cairn "$ref")
+read -r _ deploy_s deploy_rss deploy_anon < <(run_measured deploy ostree admin deploy --sysroot="$work/b" --os=cairn "cairn:$ref")
 test "$(ostree admin status --sysroot="$work/a" | grep -c "$new")" -ge 1
 
 echo "== cp -al of the deployed tree"
 deployment=$(ls -d "$work/b/ostree/deploy/cairn/deploy/$new".*[0-9] | head -1)
-read -r _ cp_s _ < <(run_measured cp cp -al "$deployment" "$work/cp-al-copy")
+read -r _ cp_s _ _ < <(run_measured cp cp -al "$deployment" "$work/cp-al-copy")
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 ref_s=$(python3 -c "print($pull_s + $deploy_s)")
 ref_rss=$(( pull_rss > deploy_rss ? pull_rss : deploy_rss ))
+ref_anon=$(( pull_anon > deploy_anon ? pull_anon : deploy_anon ))
 cat <<REPORT
 | measure | ours | reference | ratio |
 |---|---|---|---|
 | host upgrade: cairn upgrade / ostree pull + admin deploy (s) | $cairn_s | $ref_s | $(ratio "$cairn_s" "$ref_s") |
 | deployment write: ostree admin deploy / cp -al (s) | $deploy_s | $cp_s | $(ratio "$deploy_s" "$cp_s") |
 | peak RSS of the upgrade (KiB) | $cairn_rss | $ref_rss | $(ratio "$cairn_rss" "$ref_rss") |
+| peak private (anonymous) memory of the upgrade (KiB) | $cairn_anon | $ref_anon | $(ratio "$cairn_anon" "$ref_anon") |
 REPORT
-echo "RESULT {\"cairn_s\": $cairn_s, \"pull_s\": $pull_s, \"deploy_s\": $deploy_s, \"cp_al_s\": $cp_s, \"cairn_rss_kib\": $cairn_rss, \"ostree_rss_kib\": $ref_rss}"
+echo "RESULT {\"cairn_s\": $cairn_s, \"pull_s\": $pull_s, \"deploy_s\": $deploy_s, \"cp_al_s\": $cp_s, \"cairn_rss_kib\": $cairn_rss, \"ostree_rss_kib\": $ref_rss, \"cairn_anon_kib\": $cairn_anon, \"ostree_anon_kib\": $ref_anon}"

@@ -72,17 +72,15 @@ pub fn write(opts: &BundleOptions) -> Result<Written> {
     let delta_file = dir.join(bundle::DELTA);
     // Every part uncompressed: a full delta for the bundle's multithreaded zstd (libostree
     // would lzma it on one core), a delta from a commit for zstd against the objects the host
-    // has at the same paths (cairn_release::delta_reference), which libostree's lzma and
-    // bsdiff parts cannot use.
-    let reference = match &from {
+    // has (cairn_release::delta_reference), which libostree's lzma and bsdiff parts cannot use.
+    let chunks = match &from {
         Some(f) => {
             let raw = dir.join("delta.unpacked");
-            let new = delta::write_file(&repo, Some(&f.commit), &to.commit, &raw)?;
-            let refs = delta::references(&repo, &f.commit, &to.commit, &new)?;
-            let bytes = delta_reference::reference_bytes(&repo, &refs)?;
-            delta_reference::compress(&raw, &delta_file, &bytes)?;
+            let written = delta::write_file(&repo, Some(&f.commit), &to.commit, &raw)?;
+            let chunks = delta::chunks(&repo, &f.commit, &to.commit, &written)?;
+            delta_reference::compress(&repo, &raw, &delta_file, &chunks)?;
             std::fs::remove_file(&raw).with_context(|| format!("Removing {}", raw.display()))?;
-            refs
+            chunks
         }
         None => {
             delta::write_file(&repo, None, &to.commit, &delta_file)?;
@@ -106,7 +104,8 @@ pub fn write(opts: &BundleOptions) -> Result<Written> {
             to: to.commit.clone(),
             to_version: to.version,
             members: Default::default(),
-            reference,
+            chunks,
+            reference: Vec::new(),
         },
         key.as_ref(),
     )?;

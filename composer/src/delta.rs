@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use cairn_release::delta_reference::{Kind, ObjectRef, MAX_REFERENCE};
+use cairn_release::delta_reference::{Chunk, Kind, ObjectRef, MAX_REFERENCE};
 use cairn_release::gio::prelude::*;
 use cairn_release::glib::{self, translate::IntoGlib};
 use cairn_release::metadata::CommitInfo;
@@ -207,14 +207,25 @@ const MAX_PART_PAYLOAD: usize = 32 * 1000 * 1000;
 /// uncompressed parts with zstd on every core instead, against the objects the host has
 /// ([`references`]) for a delta from a commit. Objects go in tree order (the order `tar`
 /// would read them), so similar files sit close together for that compressor. Returns the
-/// objects written.
+/// objects written and where each part ends in the file.
 #[context("Writing the static delta {} -> {to} as {}", from.unwrap_or("(nothing)"), file.display())]
 pub fn write_file(
     repo: &ostree::Repo,
     from: Option<&str>,
     to: &str,
     file: &Path,
-) -> Result<std::collections::HashSet<String>> {
+) -> Result<DeltaFile> {
+    write_parts(repo, from, to, file, MAX_PART_PAYLOAD)
+}
+
+/// [`write_file`] with parts of at most `max_part` payload bytes (but one object).
+fn write_parts(
+    repo: &ostree::Repo,
+    from: Option<&str>,
+    to: &str,
+    file: &Path,
+    max_part: usize,
+) -> Result<DeltaFile> {
     let commit = repo
         .load_variant(ostree::ObjectType::Commit, to)
         .with_context(|| format!("Loading commit {to}"))?;
@@ -237,21 +248,32 @@ pub fn write_file(
     // dictionary holds every part inline, so it is as large as the tree.
     let mut entry_ends = Vec::new();
     let mut headers = Vec::new();
+    let mut parts = Vec::new();
     let mut part = PartBuilder::default();
     for (objtype, checksum) in &objects {
         let (data, content) = load_object(repo, *objtype, checksum)?;
-        if !part.objects.is_empty() && part.payload.len() + data.len() > MAX_PART_PAYLOAD {
-            let done = std::mem::take(&mut part);
+        if !part.objects.is_empty() && part.payload.len() + data.len() > max_part {
+            let mut done = std::mem::take(&mut part);
+            let objects = std::mem::take(&mut done.checksums);
             headers.push(
                 write_part(&mut w, (from, to), headers.len(), done, &mut entry_ends).map_err(io)?,
             );
+            parts.push(PartSpan {
+                end: w.pos,
+                objects,
+            });
         }
         part.add(*objtype, checksum, &data, content)?;
     }
     if !part.objects.is_empty() {
+        let objects = std::mem::take(&mut part.checksums);
         headers.push(
             write_part(&mut w, (from, to), headers.len(), part, &mut entry_ends).map_err(io)?,
         );
+        parts.push(PartSpan {
+            end: w.pos,
+            objects,
+        });
     }
     let endianness = if cfg!(target_endian = "little") {
         b'l'
@@ -300,49 +322,94 @@ pub fn write_file(
     )
     .map_err(io)?;
     w.out.into_inner().map_err(|e| io(e.into_error()))?;
-    Ok(objects.into_iter().map(|(_, checksum)| checksum).collect())
+    if let Some(last) = parts.last_mut() {
+        last.end = w.pos; // The rest of the superblock goes with the last part.
+    }
+    Ok(DeltaFile {
+        objects: objects.into_iter().map(|(_, checksum)| checksum).collect(),
+        parts,
+        size: w.pos,
+    })
 }
 
-/// What a delta from `from` to `to` that carries the objects `new` is compressed against
-/// (`cairn_release::delta_reference`): at each path where `to` has a new dirtree or file, the
-/// one `from` has there, each once, up to the reference's size limit.
+/// What [`write_file`] wrote.
+#[derive(Debug)]
+pub struct DeltaFile {
+    /// The objects it carries.
+    pub objects: std::collections::HashSet<String>,
+    /// Its parts in file order (none for an empty delta).
+    pub parts: Vec<PartSpan>,
+    /// Its bytes.
+    pub size: u64,
+}
+
+/// Where one part of a [`DeltaFile`] ends, and the objects it carries in order.
+#[derive(Debug)]
+pub struct PartSpan {
+    /// The file offset its entry ends at (the last part's: the file's end).
+    pub end: u64,
+    /// Checksums of its objects.
+    pub objects: Vec<String>,
+}
+
+/// How the delta `delta` from `from` to `to` is compressed (`cairn_release::delta_reference`):
+/// one chunk per part, each against the old versions of the part's new objects, in their
+/// order, up to the reference's size limit. An object's old version is the dirtree or file
+/// `from` has at its path, or, where `from` has nothing there, at a vanished path whose name
+/// differs only in digits: a kernel's new module directory, a library whose version is in its
+/// file name.
 #[context("Choosing the objects of {from} the delta to {to} is compressed against")]
-pub fn references(
-    repo: &ostree::Repo,
-    from: &str,
-    to: &str,
-    new: &std::collections::HashSet<String>,
-) -> Result<Vec<ObjectRef>> {
+pub fn chunks(repo: &ostree::Repo, from: &str, to: &str, delta: &DeltaFile) -> Result<Vec<Chunk>> {
     let root = |c: &str| -> Result<String> {
         let v = repo
             .load_variant(ostree::ObjectType::Commit, c)
             .with_context(|| format!("Loading commit {c}"))?;
         Ok(hex::encode(v.child_value(6).data()))
     };
-    let mut refs = Refs {
+    let mut pairs = Pairs {
         repo,
-        new,
-        out: Vec::new(),
-        seen: std::collections::HashSet::new(),
-        bytes: 0,
+        new: &delta.objects,
+        old: std::collections::HashMap::new(),
     };
-    refs.walk(&root(from)?, &root(to)?)?;
-    Ok(refs.out)
+    pairs.walk(&root(from)?, &root(to)?)?;
+    let mut start = 0;
+    let mut out = Vec::new();
+    for part in &delta.parts {
+        let mut seen = std::collections::HashSet::new();
+        let mut bytes = 0;
+        let mut reference = Vec::new();
+        for (old, size) in part.objects.iter().filter_map(|o| pairs.old.get(o)) {
+            if bytes + size <= MAX_REFERENCE && seen.insert(&old.checksum) {
+                bytes += size;
+                reference.push(old.clone());
+            }
+        }
+        out.push(Chunk {
+            size: part.end - start,
+            reference,
+        });
+        start = part.end;
+    }
+    if start != delta.size {
+        anyhow::bail!(
+            "the delta's parts end at {start}, the file at {}",
+            delta.size
+        );
+    }
+    Ok(out)
 }
 
-/// The walk of [`references`].
-struct Refs<'a> {
+/// The walk of [`chunks`]: each new object's old version and its size.
+struct Pairs<'a> {
     repo: &'a ostree::Repo,
     new: &'a std::collections::HashSet<String>,
-    out: Vec<ObjectRef>,
-    seen: std::collections::HashSet<String>,
-    bytes: u64,
+    old: std::collections::HashMap<String, (ObjectRef, u64)>,
 }
 
-impl Refs<'_> {
+impl Pairs<'_> {
     /// Compares the dirtrees `old` (of `from`) and `new` (of `to`) at one path.
     fn walk(&mut self, old: &str, new: &str) -> Result<()> {
-        if old == new || !self.new.contains(new) {
+        if old == new || !self.new.contains(new) || self.old.contains_key(new) {
             return Ok(());
         }
         let load = |sum: &str| {
@@ -351,51 +418,68 @@ impl Refs<'_> {
                 .with_context(|| format!("Loading dirtree {sum}"))
         };
         let (old_tree, new_tree) = (load(old)?, load(new)?);
-        self.add(Kind::Dirtree, old, old_tree.size() as u64);
+        self.pair(new, Kind::Dirtree, old, old_tree.size() as u64);
         // `(a(say)a(sayay))`: files (name, checksum), then dirs (name, tree, meta).
-        let entries = |v: &glib::Variant, i: usize, at: usize| {
+        let entries = |v: &glib::Variant, i: usize| {
             v.child_value(i)
                 .iter()
                 .map(|e| {
                     (
                         e.child_value(0).str().unwrap_or_default().to_string(),
-                        hex::encode(e.child_value(at).data()),
+                        hex::encode(e.child_value(1).data()),
                     )
                 })
-                .collect::<std::collections::BTreeMap<String, String>>()
+                .collect::<Entries>()
         };
-        let old_files = entries(&old_tree, 0, 1);
-        for (name, sum) in entries(&new_tree, 0, 1) {
-            match old_files.get(&name) {
-                Some(was) if *was != sum && self.new.contains(&sum) => {
-                    let (_, info, _) = self
-                        .repo
-                        .load_file(was, gio::Cancellable::NONE)
-                        .with_context(|| format!("Loading file object {was}"))?;
-                    self.add(Kind::File, was, u64::try_from(info.size()).unwrap_or(0));
-                }
-                _ => {}
+        let (old_files, new_files) = (entries(&old_tree, 0), entries(&new_tree, 0));
+        for (sum, was) in counterparts(&old_files, &new_files) {
+            if was != sum && self.new.contains(sum) {
+                let (_, info, _) = self
+                    .repo
+                    .load_file(was, gio::Cancellable::NONE)
+                    .with_context(|| format!("Loading file object {was}"))?;
+                let size = u64::try_from(info.size()).unwrap_or(0);
+                self.pair(sum, Kind::File, was, size);
             }
         }
-        let old_dirs = entries(&old_tree, 1, 1);
-        for (name, sum) in entries(&new_tree, 1, 1) {
-            if let Some(was) = old_dirs.get(&name) {
-                self.walk(was, &sum)?;
-            }
+        let (old_dirs, new_dirs) = (entries(&old_tree, 1), entries(&new_tree, 1));
+        for (sum, was) in counterparts(&old_dirs, &new_dirs) {
+            self.walk(was, sum)?;
         }
         Ok(())
     }
 
-    fn add(&mut self, kind: Kind, checksum: &str, size: u64) {
-        if self.bytes + size > MAX_REFERENCE || !self.seen.insert(checksum.to_string()) {
-            return;
-        }
-        self.bytes += size;
-        self.out.push(ObjectRef {
+    fn pair(&mut self, new: &str, kind: Kind, old: &str, size: u64) {
+        let old = ObjectRef {
             kind,
-            checksum: checksum.to_string(),
-        });
+            checksum: old.to_string(),
+        };
+        self.old.entry(new.to_string()).or_insert((old, size));
     }
+}
+
+/// A dirtree's files or directories: name → checksum.
+type Entries = std::collections::BTreeMap<String, String>;
+
+/// For each entry of `new`, the checksum `old` has under the same name, or, when `old` has no
+/// such name, under a name `new` lacks that is the same without its digits (the greatest such
+/// name: likely the newest of several versions): pairs of (new checksum, old checksum).
+fn counterparts<'a>(old: &'a Entries, new: &'a Entries) -> Vec<(&'a str, &'a str)> {
+    let stem = |name: &str| -> String { name.chars().filter(|c| !c.is_ascii_digit()).collect() };
+    let vanished: std::collections::HashMap<String, &str> = old
+        .iter()
+        .filter(|(name, _)| !new.contains_key(*name))
+        .map(|(name, sum)| (stem(name), sum.as_str()))
+        .collect();
+    new.iter()
+        .filter_map(|(name, sum)| {
+            let was = old
+                .get(name)
+                .map(String::as_str)
+                .or_else(|| vanished.get(&stem(name)).copied())?;
+            Some((sum.as_str(), was))
+        })
+        .collect()
 }
 
 /// The objects of `to`'s tree (all but the commit, which the superblock carries), dirtree
@@ -516,6 +600,8 @@ struct PartBuilder {
     ops: Vec<u8>,
     /// Object type byte + 32-byte checksum, per object.
     objects: Vec<u8>,
+    /// The same checksums in hex.
+    checksums: Vec<String>,
     /// Bytes of the objects it creates.
     uncompressed: u64,
 }
@@ -537,6 +623,7 @@ impl PartBuilder {
         self.objects.push(objtype.into_glib() as u8);
         self.objects
             .extend(hex::decode(checksum).with_context(|| format!("{checksum:?} is not hex"))?);
+        self.checksums.push(checksum.to_string());
         self.ops.push(OP_OPEN_SPLICE_AND_CLOSE);
         if let Some(c) = content {
             // Stored big-endian, as libostree does.
@@ -727,9 +814,11 @@ mod tests {
         let new = write_file(&repo, Some(&v0), &v1, &file).unwrap();
         // The root, usr and usr/share dirtrees, the changed file and the new one (the
         // dirmetas are unchanged).
-        assert_eq!(new.len(), 5, "{new:?}");
-        let refs = references(&repo, &v0, &v1, &new).unwrap();
-        let kinds: Vec<Kind> = refs.iter().map(|r| r.kind).collect();
+        assert_eq!(new.objects.len(), 5, "{new:?}");
+        let chunks = chunks(&repo, &v0, &v1, &new).unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].size, std::fs::metadata(&file).unwrap().len());
+        let kinds: Vec<Kind> = chunks[0].reference.iter().map(|r| r.kind).collect();
         assert_eq!(
             kinds,
             [Kind::Dirtree, Kind::Dirtree, Kind::Dirtree, Kind::File]
@@ -764,7 +853,7 @@ mod tests {
         )
         .unwrap();
         assert!(bundle.output.exists());
-        assert_eq!(bundle.manifest.reference, refs);
+        assert_eq!(bundle.manifest.chunks, chunks);
         assert!(remove_dangling(&repo, &repo_path).unwrap().is_empty());
         repo.delete_object(ostree::ObjectType::Commit, &v0, gio::Cancellable::NONE)
             .unwrap();
@@ -774,6 +863,111 @@ mod tests {
             "{removed:?}"
         );
         assert!(!bundle.output.exists());
+    }
+
+    #[test]
+    fn counterparts_by_path_then_by_name_without_digits() {
+        let entries = |names: &[(&str, &str)]| -> Entries {
+            names
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect()
+        };
+        let old = entries(&[
+            ("6.1.0-27-amd64", "k27"),
+            ("libfoo.so.1.2.3", "foo3"),
+            ("libfoo.so.1.2.2", "foo2"),
+            ("same", "s0"),
+            ("gone", "g"),
+        ]);
+        let new = entries(&[
+            ("6.1.0-28-amd64", "k28"),
+            ("libfoo.so.1.2.4", "foo4"),
+            ("same", "s1"),
+            ("added", "a"),
+        ]);
+        let mut pairs = counterparts(&old, &new);
+        pairs.sort();
+        assert_eq!(pairs, [("foo4", "foo3"), ("k28", "k27"), ("s1", "s0")]);
+    }
+
+    /// A delta in several parts is compressed chunk by chunk, each part's new files against
+    /// their old versions, found across a renamed directory (a kernel's modules): the result
+    /// is a small fraction of the new data, unpacks to the same delta, and libostree applies it.
+    #[test]
+    fn chunks_reach_old_versions_across_renamed_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo_path = dir.path().join("repo");
+        let repo = crate::repo::open_or_create(&repo_path).unwrap();
+        let tree = dir.path().join("tree");
+        let noise = |seed: u64| -> Vec<u8> {
+            let mut x = seed;
+            (0..100_000)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (x >> 56) as u8
+                })
+                .collect()
+        };
+        let modules = |version: &str| tree.join("usr/lib/modules").join(version);
+        std::fs::create_dir_all(modules("6.1.0-27-amd64")).unwrap();
+        for i in 0..8 {
+            std::fs::write(modules("6.1.0-27-amd64").join(format!("m{i}.ko")), noise(i)).unwrap();
+        }
+        let v0 = commit(&repo, &tree, None);
+        std::fs::rename(modules("6.1.0-27-amd64"), modules("6.1.0-28-amd64")).unwrap();
+        for i in 0..8 {
+            let mut data = noise(i);
+            data[500] ^= 1;
+            std::fs::write(modules("6.1.0-28-amd64").join(format!("m{i}.ko")), data).unwrap();
+        }
+        let v1 = commit(&repo, &tree, Some(&v0));
+        let raw = dir.path().join("delta.unpacked");
+        let delta = write_parts(&repo, Some(&v0), &v1, &raw, 250_000).unwrap();
+        let chunks = chunks(&repo, &v0, &v1, &delta).unwrap();
+        assert!(chunks.len() >= 3, "{chunks:?}");
+        assert_eq!(
+            chunks.iter().map(|c| c.size).sum::<u64>(),
+            std::fs::metadata(&raw).unwrap().len()
+        );
+        // Every changed module's old version is in some chunk's reference, once.
+        let files: Vec<_> = chunks
+            .iter()
+            .flat_map(|c| &c.reference)
+            .filter(|r| r.kind == Kind::File)
+            .collect();
+        assert_eq!(files.len(), 8, "{chunks:?}");
+        let packed = dir.path().join("delta");
+        cairn_release::delta_reference::compress(&repo, &raw, &packed, &chunks).unwrap();
+        let size = std::fs::metadata(&packed).unwrap().len();
+        assert!(
+            size < 100_000,
+            "8 changed files of 100 KB packed into {size} bytes"
+        );
+        let back = dir.path().join("back");
+        cairn_release::delta_reference::decompress(&repo, &packed, &back, &chunks).unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&raw).unwrap());
+
+        let host_path = dir.path().join("host");
+        let host = crate::repo::open_or_create(&host_path).unwrap();
+        let out = std::process::Command::new("ostree")
+            .arg(format!("--repo={}", host_path.display()))
+            .arg("pull-local")
+            .arg(&repo_path)
+            .arg(&v0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        host.prepare_transaction(gio::Cancellable::NONE).unwrap();
+        host.static_delta_execute_offline(
+            &gio::File::for_path(&back),
+            false,
+            gio::Cancellable::NONE,
+        )
+        .unwrap();
+        host.commit_transaction(gio::Cancellable::NONE).unwrap();
+        let (_, state) = host.load_commit(&v1).unwrap();
+        assert!(!state.contains(ostree::RepoCommitState::PARTIAL));
     }
 
     /// A repository delta leaves a large object as a fallback: its download is the delta's

@@ -9,9 +9,10 @@
 //! - [`COMMIT`]: the target commit object's bytes (sha256 = the target checksum);
 //! - [`COMMITMETA`]: its detached metadata (`a{sv}`, holding the commit's own signatures);
 //! - [`DELTA`]: a self-contained libostree static delta (superblock with inline parts) from
-//!   `from` (or from nothing) to `to`. In format 2 (a manifest with a `reference`), that delta
-//!   compressed with zstd against objects of `from` the manifest lists
-//!   ([`crate::delta_reference`]): the host decompresses it with its own copies of them.
+//!   `from` (or from nothing) to `to`. In format 3 (a manifest with `chunks`), that delta
+//!   compressed with zstd, chunk by chunk, each against the objects of `from` the manifest
+//!   lists for it ([`crate::delta_reference`]): the host decompresses it with its own copies
+//!   of them. Format 2 (one `reference` for the whole delta) is still read.
 //!
 //! [`open`] extracts into a directory of the caller's and checks everything (member set,
 //! sizes, sha256, manifest signature, commit checksum) before the caller writes anything
@@ -25,10 +26,13 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::delta_reference::ObjectRef;
+use crate::delta_reference::{Chunk, ObjectRef};
 use crate::glib;
 use crate::metadata::CommitInfo;
 use crate::signature::{PublicKey, SecretKey, TrustedKeys, SIGNATURE_LEN};
+
+/// Linux's errno for a full filesystem.
+const ENOSPC: i32 = 28;
 
 /// The manifest member.
 pub const MANIFEST: &str = "manifest.json";
@@ -40,9 +44,11 @@ pub const COMMIT: &str = "commit";
 pub const COMMITMETA: &str = "commitmeta";
 /// The static delta member.
 pub const DELTA: &str = "delta";
-/// The newest format version, written when the delta is compressed against a reference;
-/// readers understand it and every older one.
-pub const FORMAT: u32 = 2;
+/// The newest format version, written when the delta is compressed in chunks against the
+/// host's objects; readers understand it and every older one.
+pub const FORMAT: u32 = 3;
+/// The format of a delta compressed against one reference (written by earlier composers).
+const FORMAT_ONE_REFERENCE: u32 = 2;
 /// The format of a bundle without a reference.
 const FORMAT_PLAIN: u32 = 1;
 
@@ -89,7 +95,10 @@ pub struct Manifest {
     pub to_version: Option<String>,
     /// The payload members.
     pub members: BTreeMap<String, Member>,
-    /// The objects of `from` the delta is compressed against, in order (empty: it is not).
+    /// How the delta is compressed against the objects of `from` (format 3; empty: it is not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<Chunk>,
+    /// Format 2's one reference for the whole delta (read, never written).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reference: Vec<ObjectRef>,
 }
@@ -170,7 +179,10 @@ pub fn write(
     mut manifest: Manifest,
     key: Option<&SecretKey>,
 ) -> Result<Manifest> {
-    manifest.format = if manifest.reference.is_empty() {
+    if !manifest.reference.is_empty() {
+        bail!("bundles are written in format {FORMAT}: a reference comes in chunks");
+    }
+    manifest.format = if manifest.chunks.is_empty() {
         FORMAT_PLAIN
     } else {
         FORMAT
@@ -247,21 +259,41 @@ fn encoder<W: Write>(out: W) -> std::io::Result<zstd::Encoder<'static, W>> {
 }
 
 impl Opened {
+    /// Bytes of the static delta as libostree applies it (`None`: format 2, whose delta only
+    /// says its size once decompressed). Its parts are uncompressed, so this is also about what
+    /// the objects it carries take.
+    pub fn unpacked_size(&self) -> Option<u64> {
+        if !self.manifest.chunks.is_empty() {
+            Some(self.manifest.chunks.iter().map(|c| c.size).sum())
+        } else if self.manifest.reference.is_empty() {
+            self.manifest.members.get(DELTA).map(|m| m.size)
+        } else {
+            None
+        }
+    }
+
+    /// Whether [`Opened::delta_file`] writes the delta decompressed beside the members.
+    pub fn unpacks(&self) -> bool {
+        !self.manifest.chunks.is_empty() || !self.manifest.reference.is_empty()
+    }
+
     /// The static delta as libostree applies it: the [`DELTA`] member itself, or, when it is
-    /// compressed against a reference, decompressed with the reference's objects from `repo`
-    /// (which holds the commit the bundle starts from) into the bundle's directory.
+    /// compressed against the host's objects, decompressed with them from `repo` (which holds
+    /// the commit the bundle starts from) into the bundle's directory.
     pub fn delta_file(&self, repo: &ostree::Repo) -> Result<PathBuf> {
         let packed = self.member(DELTA);
-        if self.manifest.reference.is_empty() {
+        let out = self.dir.join("delta.unpacked");
+        let from = self.manifest.from.as_deref().unwrap_or("(nothing)");
+        let what = || format!("Unpacking the bundle's delta against the objects of {from}");
+        if !self.manifest.chunks.is_empty() {
+            crate::delta_reference::decompress(repo, &packed, &out, &self.manifest.chunks)
+                .with_context(what)?;
+        } else if !self.manifest.reference.is_empty() {
+            crate::delta_reference::decompress_whole(repo, &packed, &out, &self.manifest.reference)
+                .with_context(what)?;
+        } else {
             return Ok(packed);
         }
-        let from = self.manifest.from.as_deref().unwrap_or("(nothing)");
-        let reference = crate::delta_reference::reference_bytes(repo, &self.manifest.reference)
-            .with_context(|| {
-                format!("Reading the objects of {from} the bundle's delta is compressed against")
-            })?;
-        let out = self.dir.join("delta.unpacked");
-        crate::delta_reference::decompress(&packed, &out, &reference)?;
         Ok(out)
     }
 }
@@ -277,22 +309,41 @@ pub fn open(
     require_signature: bool,
 ) -> Result<Opened> {
     let what = || format!("bundle {}", bundle.display());
-    extract(bundle, dir).with_context(|| {
-        format!(
-            "{} is truncated or corrupt (not a complete zstd-compressed tar)",
-            what()
-        )
+    extract(bundle, dir).map_err(|e| {
+        let full = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error)
+                == Some(ENOSPC)
+        });
+        if full {
+            e.context(format!(
+                "No room to extract {} into {}: free space on its filesystem",
+                what(),
+                dir.display()
+            ))
+        } else {
+            e.context(format!(
+                "{} is truncated or corrupt (not a complete zstd-compressed tar)",
+                what()
+            ))
+        }
     })?;
     let manifest_bytes =
         read(&dir.join(MANIFEST)).with_context(|| format!("{} has no {MANIFEST}", what()))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .with_context(|| format!("{}: {MANIFEST} is not a valid bundle manifest", what()))?;
-    if !(FORMAT_PLAIN..=FORMAT).contains(&manifest.format)
-        || (manifest.format == FORMAT_PLAIN && !manifest.reference.is_empty())
-    {
+    let (chunks, reference) = (!manifest.chunks.is_empty(), !manifest.reference.is_empty());
+    let fits = match manifest.format {
+        FORMAT_PLAIN => !chunks && !reference,
+        FORMAT_ONE_REFERENCE => !chunks && reference,
+        FORMAT => chunks && !reference,
+        _ => false,
+    };
+    if !fits {
         bail!(
             "{}: format {} is not understood (this cairn reads formats {FORMAT_PLAIN} to \
-             {FORMAT}, and format {FORMAT_PLAIN} has no reference)",
+             {FORMAT}: {FORMAT_PLAIN} without a reference, {FORMAT_ONE_REFERENCE} with one \
+             `reference`, {FORMAT} with `chunks`)",
             what(),
             manifest.format
         );
@@ -376,8 +427,11 @@ fn extract(bundle: &Path, dir: &Path) -> Result<()> {
             bail!("member {name} appears twice");
         }
         seen.push(*known);
-        let mut out = std::fs::File::create(dir.join(known))?;
-        std::io::copy(&mut entry, &mut out)?;
+        let path = dir.join(known);
+        let mut out =
+            std::fs::File::create(&path).with_context(|| format!("Creating {}", path.display()))?;
+        std::io::copy(&mut entry, &mut out)
+            .with_context(|| format!("Writing {}", path.display()))?;
     }
     // Reading to the end makes zstd check its frame: a cut-off stream fails here.
     let mut rest = tar.into_inner();

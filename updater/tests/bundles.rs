@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use cairn_release::signature::SecretKey;
 use common::*;
 
@@ -56,7 +58,7 @@ fn one_line_changed(fx: &Fixture) -> (SecretKey, String, String) {
 }
 
 /// The composer's bundle from the host's version: its delta is compressed against the
-/// host's own objects at the paths that changed (format 2), smaller than the libostree
+/// host's own objects at the paths that changed (format 3), smaller than the libostree
 /// delta (lzma and bsdiff) of the same change, and it applies offline.
 #[test]
 fn composed_bundle_compressed_against_the_host_upgrades_offline() {
@@ -96,7 +98,7 @@ fn a_host_with_a_damaged_reference_object_refuses_the_bundle() {
         searched: vec![],
     };
     let opened = cairn_release::bundle::open(&file, x.path(), &trusted, true).unwrap();
-    assert_eq!(opened.manifest.format, 2);
+    assert_eq!(opened.manifest.format, 3);
     // The big file's old version, which the new one matches but for a line; in the host's
     // bare repository its object is the file itself.
     let object = |sum: &str| {
@@ -105,8 +107,9 @@ fn a_host_with_a_damaged_reference_object_refuses_the_bundle() {
     };
     let path = opened
         .manifest
-        .reference
+        .chunks
         .iter()
+        .flat_map(|c| &c.reference)
         .filter(|r| r.kind == cairn_release::delta_reference::Kind::File)
         .map(|r| object(&r.checksum))
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
@@ -195,4 +198,61 @@ fn bundle_from_a_version_the_host_lacks_is_refused() {
     let err = fx.cairn_fails(&["upgrade", "--bundle", file.to_str().unwrap()], 1);
     assert!(err.contains("does not have"), "{err}");
     assert_eq!(fx.order(), ["2026.11.0"]);
+}
+
+/// A bundle whose unpacked delta and new objects do not fit beside its extracted files is
+/// refused before anything is written into the repository, saying what it needs; with room
+/// it applies.
+#[test]
+fn a_bundle_without_room_to_unpack_is_refused() {
+    let fx = Fixture::new();
+    let k = SecretKey::generate().unwrap();
+    fx.trust("release", &k);
+    let v0 = fx.default_commit();
+    let big = noise(5, 8 << 20);
+    let v1 = fx.publish_with(STABLE, 1, 0, &[("usr/share/big", &big, 0o644)]);
+    fx.sign(&v1, &k);
+    let file = fx.compose_bundle(Some(&v0), &v1, &k);
+    let small = SmallRoot::new(&fx, 64);
+    let check: serde_json::Value =
+        serde_json::from_str(&fx.cairn_ok(&["check", "--json"])).unwrap();
+    let free = check["root_free_bytes"].as_u64().unwrap();
+    // Room for the extracted members (the compressed delta, ~4 MiB) and the new objects
+    // (8 MiB), not for the delta unpacked beside them as well.
+    small.leave_free(free, 12 << 20);
+    let deployments = fx.deployment_ids();
+    let files = || {
+        run(Command::new("find")
+            .arg(fx.repo().join("objects"))
+            .args(["-name", "*.file"]))
+        .lines()
+        .count()
+    };
+    let before = files();
+    let err = fx.cairn_fails(&["upgrade", "--bundle", file.to_str().unwrap()], 1);
+    assert!(err.contains("the bundle needs"), "{err}");
+    assert!(err.contains("for its delta unpacked"), "{err}");
+    assert!(
+        err.contains(&format!("mounted at {}", fx.sysroot.display())),
+        "{err}"
+    );
+    assert_eq!(fx.deployment_ids(), deployments);
+    assert_eq!(files(), before, "the refused bundle wrote objects");
+    let tmp = std::fs::read_dir(fx.repo().join("tmp"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("cairn-bundle-")
+        })
+        .count();
+    assert_eq!(tmp, 0, "the scratch directory was left behind");
+    fx.fsck();
+    std::fs::remove_file(fx.sysroot.join("filler")).unwrap();
+    fx.cairn_ok(&["upgrade", "--bundle", file.to_str().unwrap()]);
+    assert_eq!(fx.order(), [version(1), version(0)]);
+    fx.fsck();
+    drop(small);
 }

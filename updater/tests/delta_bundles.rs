@@ -83,3 +83,40 @@ fn a_delta_bundle_that_does_not_check_out_falls_back_to_the_pull() {
     assert_eq!(fx.order(), [version(1), version(0)]);
     fx.fsck();
 }
+
+/// Where the new objects fit but the delta bundle's files would not fit beside them, the
+/// upgrade pulls instead of fetching it.
+#[test]
+fn a_delta_bundle_without_room_beside_the_objects_is_not_fetched() {
+    let fx = Fixture::new();
+    let k = SecretKey::generate().unwrap();
+    fx.trust("release", &k);
+    let v0 = fx.default_commit();
+    let big = noise(6, 8 << 20);
+    let v1 = fx.publish_with(STABLE, 1, 0, &[("usr/share/big", &big, 0o644)]);
+    fx.sign(&v1, &k);
+    let key = fx.dir.path().join("release.key");
+    k.write_pair(&key).unwrap();
+    let written =
+        cairn_composer::bundle::write_remote_delta(&fx.srv, STABLE, &v0, &v1, Some(&key)).unwrap();
+    let small = SmallRoot::new(&fx, 64);
+    let check = json(&fx.cairn_ok(&["check", "--json"]));
+    assert_eq!(check["download_measured_by"], "bundle", "{check}");
+    let free = check["root_free_bytes"].as_u64().unwrap();
+    let need = check["root_needed_bytes"].as_u64().unwrap();
+    // The objects and 4 MiB more; the bundle (~4 MiB), its members and its delta unpacked
+    // (8 MiB) need more than that.
+    small.leave_free(free, need + (4 << 20));
+    let objects = fx.server.object_requests();
+    let out = fx.cairn(&["upgrade", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the bundle needs"), "{stderr}");
+    assert!(stderr.contains("pulling instead"), "{stderr}");
+    let up = json(&String::from_utf8(out.stdout).unwrap());
+    assert_ne!(up["bytes_fetched"], written.size, "{up}");
+    assert!(fx.server.object_requests() > objects, "nothing was pulled");
+    assert_eq!(fx.order(), [version(1), version(0)]);
+    fx.fsck();
+    drop(small);
+}

@@ -7,25 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-/// `len` bytes of text that compress poorly (hex of an LCG), so archived sizes are real.
-fn noise(seed: u64, len: usize) -> String {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    let mut s = String::with_capacity(len);
-    while s.len() < len {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        s.push_str(&format!("{:016x}", x));
-    }
-    s.truncate(len);
-    s
-}
 
 fn check_json(fx: &Fixture) -> Value {
     let out = fx.cairn(&["check", "--json"]);
@@ -284,67 +270,6 @@ fn with_a_delta_the_download_is_the_delta_parts() {
     );
     assert_eq!(fx.order(), [version(1), version(0)]);
     fx.fsck();
-}
-
-/// The whole sysroot moved onto a loop-mounted ext4 of `mib` MiB (4 KiB blocks); moved back
-/// out of the way and unmounted on drop.
-struct SmallRoot {
-    mount: PathBuf,
-    orig: PathBuf,
-}
-
-impl SmallRoot {
-    fn new(fx: &Fixture, mib: u64) -> Self {
-        let img = fx.dir.path().join("root.img");
-        run(Command::new("truncate")
-            .arg(format!("--size={mib}M"))
-            .arg(&img));
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-b", "4096", "-m", "0"])
-            .arg(&img));
-        let orig = fx.dir.path().join("sysroot.orig");
-        std::fs::rename(&fx.sysroot, &orig).unwrap();
-        std::fs::create_dir(&fx.sysroot).unwrap();
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&img)
-            .arg(&fx.sysroot));
-        run(Command::new("cp")
-            .arg("-a")
-            .arg(format!("{}/.", orig.display()))
-            .arg(&fx.sysroot));
-        std::fs::remove_dir_all(fx.sysroot.join("lost+found")).unwrap();
-        SmallRoot {
-            mount: fx.sysroot.clone(),
-            orig,
-        }
-    }
-
-    /// Fills the filesystem so that `free` bytes stay available.
-    fn leave_free(&self, free_now: u64, free: u64) {
-        let filler = self.mount.join("filler");
-        let len = std::fs::metadata(&filler).map(|m| m.len()).unwrap_or(0);
-        let _ = std::fs::remove_file(&filler);
-        let size = free_now + len - free;
-        run(Command::new("fallocate")
-            .arg(format!("--length={size}"))
-            .arg(&filler));
-    }
-}
-
-impl Drop for SmallRoot {
-    fn drop(&mut self) {
-        for root in [&self.mount, &self.orig] {
-            let _ = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "chattr -i {}/ostree/deploy/*/deploy/* 2>/dev/null",
-                    root.display()
-                ))
-                .status();
-        }
-        let _ = Command::new("umount").arg(&self.mount).status();
-    }
 }
 
 /// Content objects (`.file`) in the host's repository.

@@ -21,7 +21,7 @@ use crate::host::progress::human_bytes;
 use crate::host::source::Source;
 use crate::host::sysroot::Host;
 use crate::host::verify::Policy;
-use crate::host::{import, pull};
+use crate::host::{import, pull, root_space};
 
 /// Connect and read timeout.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,16 +124,17 @@ fn base_url(host: &Host, source: &Source) -> Result<Option<String>> {
 
 /// Fetches `found`, checks it and imports it into the host's repository. Returns the bytes
 /// downloaded when the tree of `commit` is then in the repository; `None` (logged) when
-/// libostree's pull must fetch it instead. The caller holds the sysroot lock and has checked
-/// the commit object's signature.
+/// libostree's pull must fetch it instead. The caller holds the sysroot lock, has checked
+/// the commit object's signature and says what its new objects take (`objects`, when known):
+/// the bundle's files must fit beside them.
 pub fn fetch(
     host: &Host,
     source: &Source,
     require_signature: Option<bool>,
     found: &Found,
-    commit: &str,
+    (commit, objects): (&str, Option<u64>),
 ) -> Option<u64> {
-    match try_fetch(host, source, require_signature, found, commit) {
+    match try_fetch(host, source, require_signature, found, (commit, objects)) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
             log::warn!(
@@ -150,9 +151,13 @@ fn try_fetch(
     source: &Source,
     require_signature: Option<bool>,
     found: &Found,
-    commit: &str,
+    (commit, objects): (&str, Option<u64>),
 ) -> Result<u64> {
     let policy = Policy::for_host(host, require_signature)?;
+    // The file and its members, extracted beside it, before the members replace the file.
+    if let (Some(bytes), Some(objects)) = (found.bytes, objects) {
+        root_space::ensure_bundle_room(host, None, 2 * bytes, Some(objects))?;
+    }
     let scratch = tempfile::Builder::new()
         .prefix("cairn-bundle-")
         .tempdir_in(host.path().join("ostree/repo/tmp"))
@@ -187,6 +192,8 @@ fn try_fetch(
     let dir = scratch.path().join("members");
     std::fs::create_dir(&dir).with_context(|| format!("Creating {}", dir.display()))?;
     let opened = bundle::open(&file, &dir, &policy.trusted, policy.require_signature)?;
+    std::fs::remove_file(&file).with_context(|| format!("Removing {}", file.display()))?;
+    root_space::ensure_bundle_room(host, Some(&opened), 0, objects)?;
     let m = &opened.manifest;
     if m.to != commit || m.from.as_deref() != Some(found.from.as_str()) || m.osref != source.ref_ {
         bail!(

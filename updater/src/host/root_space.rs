@@ -18,6 +18,11 @@
 //!   again. When even that is not enough, nothing is changed and the error says how many
 //!   bytes are missing on which mount.
 //!
+//! A bundle (offline, or a delta bundle fetched over HTTP) also needs scratch room there: the
+//! file fetched, its members, and its delta decompressed ([`ensure_bundle_room`]); one that
+//! does not fit is refused before anything is written (a delta bundle then falls back to the
+//! pull, which needs none of it).
+//!
 //! Not counted: the static delta parts a pull keeps in the repository's `tmp/` while it
 //! applies them, and the copy of `/etc` in the new deployment.
 
@@ -101,29 +106,30 @@ pub fn root_room(host: &Host, missing: &Missing) -> Result<RootRoom> {
 
 /// Refuses when the repository's filesystem cannot hold the new objects of `commit` (its
 /// commit object in the repository), after dropping the deployments the update removes
-/// anyway if that makes them fit. See the module documentation.
+/// anyway if that makes them fit. See the module documentation. Returns the bytes the new
+/// objects need (`None`: the commit does not say).
 #[context("Checking the room for commit {commit} in the repository")]
 pub fn ensure_root_room(
     host: &Host,
     lock: &SysrootLock<'_>,
     source: &Source,
     commit: &str,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     let fetch = |c: &str| pull::fetch_commit_object(host, source, c).map(|_| ());
     let Some(missing) = download_size::missing_objects(&host.repo(), commit, Some(&fetch))? else {
         log::info!(
             "not checking the room for {commit} in the repository: the commit lists no \
              object sizes (ostree.sizes or cairn.sizes-new down to a commit the host has)"
         );
-        return Ok(());
+        return Ok(None);
     };
     let room = root_room(host, &missing)?;
     log::debug!("{room:?}");
     if room.needed <= room.free {
-        return Ok(());
+        return Ok(Some(room.needed));
     }
     if room.missing() > 0 || room.dropped.is_empty() {
-        return refuse(&room);
+        return Err(refuse(&room));
     }
     for d in &room.dropped {
         log::info!(
@@ -152,15 +158,58 @@ pub fn ensure_root_room(
         download_size::missing_objects(&host.repo(), commit, Some(&fetch))?.unwrap_or(missing);
     let again = root_room(host, &missing)?;
     if again.needed > again.free {
-        return refuse(&RootRoom {
+        return Err(refuse(&RootRoom {
             freeable: Some(0),
             ..again
-        });
+        }));
     }
-    Ok(())
+    Ok(Some(again.needed))
 }
 
-fn refuse(room: &RootRoom) -> Result<()> {
+/// Refuses when the repository's filesystem lacks room for `scratch` bytes of bundle files
+/// beside `objects` bytes of new objects (what the bundle's objects take when `None`: its
+/// unpacked delta's size, whose parts hold them uncompressed). `opened` is the bundle once its
+/// members are extracted (they take space already); `None` before it is fetched.
+pub fn ensure_bundle_room(
+    host: &Host,
+    opened: Option<&cairn_release::bundle::Opened>,
+    scratch: u64,
+    objects: Option<u64>,
+) -> Result<()> {
+    let repo_path = host.path().join("ostree/repo");
+    let (free, size) = filesystem_space(&repo_path)?;
+    let reserve = reserve(&host.repo(), size);
+    let unpacked = opened.and_then(|o| o.unpacked_size());
+    let unpacking = match opened {
+        Some(o) if o.unpacks() => unpacked.unwrap_or(0),
+        _ => 0,
+    };
+    let Some(objects) = objects.or(unpacked) else {
+        log::info!("not checking the room for the bundle's objects: it does not say their size");
+        return Ok(());
+    };
+    let needed = scratch + unpacking + objects;
+    let free = free.saturating_sub(reserve);
+    if needed <= free {
+        return Ok(());
+    }
+    bail!(
+        "the filesystem mounted at {} (holding {}) has {} free (beyond libostree's reserve of \
+         {}) but the bundle needs {}: {} for its files, {} for its delta unpacked and {} for \
+         the new objects; free space there (`cairn cleanup`) and try again",
+        mount_point(&repo_path).display(),
+        repo_path.display(),
+        human_bytes(free),
+        human_bytes(reserve),
+        human_bytes(needed),
+        human_bytes(scratch),
+        human_bytes(unpacking),
+        human_bytes(objects)
+    )
+}
+
+/// The error for a release that does not fit.
+fn refuse(room: &RootRoom) -> anyhow::Error {
     let missing = room.missing();
     let freed = match room.freeable {
         Some(0) => String::new(),
@@ -171,7 +220,7 @@ fn refuse(room: &RootRoom) -> Result<()> {
         ),
         None => String::new(),
     };
-    bail!(
+    anyhow::anyhow!(
         "the filesystem mounted at {} (holding {}) has {} free for new objects (beyond \
          libostree's reserve of {}) but the new release needs {}: {} ({missing} bytes) \
          missing{freed}; free space there (`cairn cleanup` removes rollback and pending \
@@ -338,7 +387,7 @@ mod tests {
 
     #[test]
     fn refusal_names_mount_and_bytes() {
-        let err = refuse(&room(5000, 1000, Some(0))).unwrap_err().to_string();
+        let err = refuse(&room(5000, 1000, Some(0))).to_string();
         assert!(err.contains("mounted at /sysroot"), "{err}");
         assert!(err.contains("(4000 bytes) missing"), "{err}");
         assert!(err.contains("cairn cleanup"), "{err}");

@@ -165,14 +165,14 @@ pub fn apply(
     let bytes_fetched = match &delivery {
         Delivery::Remote => {
             verify::verify_commit(host, settings.require_signature, &release.commit)?;
-            root_space::ensure_root_room(host, lock, &source, &release.commit)?;
+            let objects = root_space::ensure_root_room(host, lock, &source, &release.commit)?;
             let bundled = remote_delta::find(host, &source, &release.commit).and_then(|found| {
                 remote_delta::fetch(
                     host,
                     &source,
                     settings.require_signature,
                     &found,
-                    &release.commit,
+                    (&release.commit, objects),
                 )
             });
             match bundled {
@@ -191,6 +191,7 @@ pub fn apply(
                     );
                 }
             }
+            root_space::ensure_bundle_room(host, Some(opened), 0, None)?;
             import::import(host, opened)?;
             policy.check(&host.repo(), &release.commit)?;
             None

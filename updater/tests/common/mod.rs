@@ -382,6 +382,7 @@ impl Fixture {
                 to: to.into(),
                 to_version: None,
                 members: Default::default(),
+                chunks: Vec::new(),
                 reference: Vec::new(),
             },
             key,
@@ -392,7 +393,7 @@ impl Fixture {
 
     /// A bundle of the served repository from `from` to `to` as `cairn-compose bundle` writes
     /// it (the composer's own code): from a commit, its delta is compressed against the
-    /// objects the host has (format 2).
+    /// objects the host has (format 3).
     pub fn compose_bundle(&self, from: Option<&str>, to: &str, key: &SecretKey) -> PathBuf {
         let key_path = self.dir.path().join("bundle-signing.key");
         key.write_pair(&key_path).unwrap();
@@ -641,4 +642,79 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 /// Kills a process group with SIGKILL.
 pub fn kill_group(pid: u32) {
     run(Command::new("kill").args(["-9", "--", &format!("-{pid}")]));
+}
+
+/// The whole sysroot moved onto a loop-mounted ext4 of `mib` MiB (4 KiB blocks); moved back
+/// out of the way and unmounted on drop.
+pub struct SmallRoot {
+    mount: PathBuf,
+    orig: PathBuf,
+}
+
+impl SmallRoot {
+    pub fn new(fx: &Fixture, mib: u64) -> Self {
+        let img = fx.dir.path().join("root.img");
+        run(Command::new("truncate")
+            .arg(format!("--size={mib}M"))
+            .arg(&img));
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096", "-m", "0"])
+            .arg(&img));
+        let orig = fx.dir.path().join("sysroot.orig");
+        std::fs::rename(&fx.sysroot, &orig).unwrap();
+        std::fs::create_dir(&fx.sysroot).unwrap();
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&fx.sysroot));
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", orig.display()))
+            .arg(&fx.sysroot));
+        std::fs::remove_dir_all(fx.sysroot.join("lost+found")).unwrap();
+        SmallRoot {
+            mount: fx.sysroot.clone(),
+            orig,
+        }
+    }
+
+    /// Fills the filesystem so that `free` bytes stay available.
+    pub fn leave_free(&self, free_now: u64, free: u64) {
+        let filler = self.mount.join("filler");
+        let len = std::fs::metadata(&filler).map(|m| m.len()).unwrap_or(0);
+        let _ = std::fs::remove_file(&filler);
+        let size = free_now + len - free;
+        run(Command::new("fallocate")
+            .arg(format!("--length={size}"))
+            .arg(&filler));
+    }
+}
+
+impl Drop for SmallRoot {
+    fn drop(&mut self) {
+        for root in [&self.mount, &self.orig] {
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "chattr -i {}/ostree/deploy/*/deploy/* 2>/dev/null",
+                    root.display()
+                ))
+                .status();
+        }
+        let _ = Command::new("umount").arg(&self.mount).status();
+    }
+}
+
+/// `len` bytes of text that compress poorly (hex of an LCG), so archived sizes are real.
+pub fn noise(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut s = String::with_capacity(len);
+    while s.len() < len {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        s.push_str(&format!("{:016x}", x));
+    }
+    s.truncate(len);
+    s
 }
