@@ -119,9 +119,14 @@ fn window_log(reference: usize, data: u64) -> u32 {
     (64 - total.leading_zeros()).clamp(20, MAX_WINDOW_LOG)
 }
 
+/// The most chunks compressed at once: each takes its data, its reference and a level-19
+/// encoder with a window of up to 128 MiB (a few hundred MiB together).
+const MAX_WORKERS: usize = 4;
+
 /// Compresses `src` into `dst`, one zstd frame per chunk (their sizes add up to `src`'s),
-/// each with its reference's objects in `repo` as zstd's reference prefix, at level 19 on
-/// every core, with the frame's checksum.
+/// each with its reference's objects in `repo` as zstd's reference prefix, at level 19 with
+/// the frame's checksum. Chunks are compressed side by side, one per core (zstd's own threads
+/// would not help: at level 19 one of its jobs is larger than a chunk).
 pub fn compress(repo: &ostree::Repo, src: &Path, dst: &Path, chunks: &[Chunk]) -> Result<()> {
     let size = std::fs::metadata(src)
         .with_context(|| format!("Reading {}", src.display()))?
@@ -138,31 +143,57 @@ pub fn compress(repo: &ostree::Repo, src: &Path, dst: &Path, chunks: &[Chunk]) -
     );
     let mut out =
         std::fs::File::create(dst).with_context(|| format!("Creating {}", dst.display()))?;
-    for (i, chunk) in chunks.iter().enumerate() {
-        let reference = reference_bytes(repo, &chunk.reference)?;
-        let result = (|| -> std::io::Result<()> {
-            let mut enc = zstd::stream::write::Encoder::with_ref_prefix(&mut out, 19, &reference)?;
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            enc.multithread(u32::try_from(threads).unwrap_or(1))?;
-            enc.window_log(window_log(reference.len(), chunk.size))?;
-            // The frame records its size, so the host's decoder sizes its buffer to it.
-            enc.set_pledged_src_size(Some(chunk.size))?;
-            enc.long_distance_matching(true)?;
-            enc.include_checksum(true)?;
-            std::io::copy(&mut (&mut input).take(chunk.size), &mut enc)?;
-            enc.finish()?;
-            Ok(())
-        })();
-        result.with_context(|| {
-            format!(
-                "Compressing chunk {i} of {} into {}",
-                src.display(),
-                dst.display()
-            )
-        })?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_WORKERS);
+    for (batch_index, batch) in chunks.chunks(workers).enumerate() {
+        // The repository is read here (its handle stays on this thread); the encoders run on
+        // their own.
+        let mut jobs = Vec::new();
+        for chunk in batch {
+            let reference = reference_bytes(repo, &chunk.reference)?;
+            let mut data = Vec::new();
+            (&mut input)
+                .take(chunk.size)
+                .read_to_end(&mut data)
+                .with_context(|| format!("Reading {}", src.display()))?;
+            jobs.push((data, reference));
+        }
+        let packed: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(data, reference)| scope.spawn(move || compress_chunk(data, reference)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("the encoder panicked")))
+                })
+                .collect()
+        });
+        for (k, frame) in packed.into_iter().enumerate() {
+            let i = batch_index * workers + k;
+            let frame =
+                frame.with_context(|| format!("Compressing chunk {i} of {}", src.display()))?;
+            out.write_all(&frame)
+                .with_context(|| format!("Writing {}", dst.display()))?;
+        }
     }
     out.sync_all()
         .with_context(|| format!("Writing {}", dst.display()))
+}
+
+/// One chunk's zstd frame.
+fn compress_chunk(data: &[u8], reference: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), 19, reference)?;
+    enc.window_log(window_log(reference.len(), data.len() as u64))?;
+    // The frame records its size, so the host's decoder sizes its buffer to it.
+    enc.set_pledged_src_size(Some(data.len() as u64))?;
+    enc.long_distance_matching(true)?;
+    enc.include_checksum(true)?;
+    enc.write_all(data)?;
+    enc.finish()
 }
 
 /// Decompresses `src` (from [`compress`]) into `dst` with the same chunks, reading their
