@@ -390,11 +390,12 @@ pub fn chunks(repo: &ostree::Repo, from: &str, to: &str, delta: &DeltaFile) -> R
         });
         start = part.end;
     }
-    if start != delta.size {
-        anyhow::bail!(
-            "the delta's parts end at {start}, the file at {}",
-            delta.size
-        );
+    if start < delta.size {
+        // A delta without parts (a commit of the same tree) is its superblock alone.
+        out.push(Chunk {
+            size: delta.size - start,
+            reference: Vec::new(),
+        });
     }
     Ok(out)
 }
@@ -968,6 +969,30 @@ mod tests {
         host.commit_transaction(gio::Cancellable::NONE).unwrap();
         let (_, state) = host.load_commit(&v1).unwrap();
         assert!(!state.contains(ostree::RepoCommitState::PARTIAL));
+    }
+
+    /// A commit of the same tree: a delta without parts is one chunk, its superblock, and
+    /// unpacks to the same bytes.
+    #[test]
+    fn a_delta_without_new_objects_is_one_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::repo::open_or_create(&dir.path().join("repo")).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr")).unwrap();
+        std::fs::write(tree.join("usr/a"), "a\n").unwrap();
+        let v0 = commit(&repo, &tree, None);
+        let v1 = commit(&repo, &tree, Some(&v0));
+        let raw = dir.path().join("delta.unpacked");
+        let delta = write_file(&repo, Some(&v0), &v1, &raw).unwrap();
+        assert!(delta.parts.is_empty(), "{delta:?}");
+        let chunks = chunks(&repo, &v0, &v1, &delta).unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].size, std::fs::metadata(&raw).unwrap().len());
+        let packed = dir.path().join("delta");
+        cairn_release::delta_reference::compress(&repo, &raw, &packed, &chunks).unwrap();
+        let back = dir.path().join("back");
+        cairn_release::delta_reference::decompress(&repo, &packed, &back, &chunks).unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&raw).unwrap());
     }
 
     /// A repository delta leaves a large object as a fallback: its download is the delta's
