@@ -46,7 +46,7 @@ ONE_PACKAGE = os.path.join(ROOT, "bench", "one-package.toml")
 FLEET_SECTION = "## FleetLock load"
 # The composer's dracut settings (composer/src/install.rs), so the reference builds the same
 # initramfs when the kernel package is configured.
-DRACUT_CONF = 'hostonly="no"\\nadd_dracutmodules+=" ostree "\\ncompress="zstd -q -3 -T0 --rsyncable"\\n'
+DRACUT_CONF = 'hostonly="no"\\nadd_dracutmodules+=" ostree "\\ncompress="zstd -q -3 -T0"\\n'
 
 
 def log(msg):

@@ -20,16 +20,12 @@ use crate::progress::Progress;
 /// installed is generic (not host-only) and boots with ostree-prepare-root. zstd at a low level
 /// instead of dracut's default `gzip -9`: the generic initramfs is ~210 MB uncompressed and gzip
 /// was the slowest single step of a compose (the kernel has CONFIG_RD_ZSTD; the `zstd` package
-/// must be in the tree, which `base.toml` ensures). `--rsyncable` restarts the compressed
-/// stream at points set by the content, so what did not change between two builds compresses
-/// to the same bytes, which a delta against the old initramfs then matches: for a kernel
-/// update (6.1.0-50 → 6.1.0-57) `zstd -19 --patch-from` of the new initramfs against the old
-/// one gave 53.9 MB instead of 61.0 MB, for 0.05% more size. `reproducible`: dracut clamps the
+/// must be in the tree, which `base.toml` ensures). `reproducible`: dracut clamps the
 /// times of the files it packs and sorts them, so the same inputs give the same bytes. The
 /// composer makes the initramfs again on composes whose manifest ships dracut files
 /// (Ignition's), and an initramfs that differs only in its time stamps would otherwise be a
 /// changed 60 MB file in every update a host downloads.
-const DRACUT_CONF: &str = "hostonly=\"no\"\nadd_dracutmodules+=\" ostree \"\ncompress=\"zstd -q -3 -T0 --rsyncable\"\nreproducible=\"yes\"\n";
+const DRACUT_CONF: &str = "hostonly=\"no\"\nadd_dracutmodules+=\" ostree \"\ncompress=\"zstd -q -3 -T0\"\nreproducible=\"yes\"\n";
 
 /// dpkg without an fsync per unpacked file, for the install only (the customize hook removes
 /// it, so the OS's own dpkg stays safe). Nothing is lost: a tree whose compose did not finish is
