@@ -85,7 +85,7 @@ deployment=$(ls -d "$work/b/ostree/deploy/cairn/deploy/$new".*[0-9] | head -1)
 read -r _ cp_s _ _ < <(run_measured cp cp -al "$deployment" "$work/cp-al-copy")
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
-ref_s=$(python3 -c "print($pull_s + $deploy_s)")
+ref_s=$(python3 -c "print(round($pull_s + $deploy_s, 3))")
 ref_rss=$(( pull_rss > deploy_rss ? pull_rss : deploy_rss ))
 ref_anon=$(( pull_anon > deploy_anon ? pull_anon : deploy_anon ))
 cat <<REPORT
